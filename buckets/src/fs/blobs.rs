@@ -1,0 +1,222 @@
+//! Object data on disk: immutable files named by random ids, written through a temp file.
+
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use bytes::{Bytes, BytesMut};
+use futures::{StreamExt, TryStreamExt, stream};
+use md5::{Digest as _, Md5};
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncReadExt;
+use tokio::sync::mpsc;
+use tokio_util::io::ReaderStream;
+
+use crate::{BodyStream, Error, Result};
+
+/// Bodies up to this size are read in one go instead of streamed.
+const SMALL_READ: u64 = 256 * 1024;
+/// Size of each chunk streamed from disk.
+const READ_CHUNK: usize = 1024 * 1024;
+/// Chunks buffered between the network and the disk writer.
+const WRITE_QUEUE: usize = 8;
+
+/// A piece of an object's data: one blob file, read whole.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobRef {
+    /// The blob's id (32 hex digits).
+    pub id: String,
+    /// Its length in bytes.
+    pub len: u64,
+}
+
+/// A blob written and made durable, not yet referenced by the index.
+pub struct Written {
+    /// Where its data lives.
+    pub blob: BlobRef,
+    /// MD5 of the data, hex.
+    pub md5: String,
+}
+
+/// The directory of blob files and their temp files.
+pub struct Blobs {
+    blobs: PathBuf,
+    tmp: PathBuf,
+}
+
+/// A fresh random id.
+pub fn new_id() -> String {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).expect("the OS random source is available");
+    hex_simd::encode_to_string(b, hex_simd::AsciiCase::Lower)
+}
+
+impl Blobs {
+    /// Opens (and creates) the blob directories under `root`, discarding temp files that a
+    /// crash or a cancelled upload left behind.
+    pub fn open(root: &Path) -> io::Result<Self> {
+        let blobs = root.join("blobs");
+        let tmp = root.join("tmp");
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp)?;
+        }
+        fs::create_dir_all(&tmp)?;
+        for shard in 0..=255u8 {
+            fs::create_dir_all(blobs.join(format!("{shard:02x}")))?;
+        }
+        Ok(Self { blobs, tmp })
+    }
+
+    fn path(&self, id: &str) -> PathBuf {
+        self.blobs.join(&id[..2]).join(id)
+    }
+
+    /// Every blob id on disk, for garbage collection at start.
+    pub fn all_ids(&self) -> io::Result<Vec<String>> {
+        let mut ids = Vec::new();
+        for shard in fs::read_dir(&self.blobs)? {
+            for entry in fs::read_dir(shard?.path())? {
+                if let Some(name) = entry?.file_name().to_str() {
+                    ids.push(name.to_owned());
+                }
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Writes a body to a new blob: temp file, fsync, rename, fsync of the directory.
+    /// On any error nothing remains on disk.
+    pub async fn write(&self, body: BodyStream) -> Result<Written> {
+        let id = new_id();
+        let tmp = self.tmp.join(&id);
+        let file = File::create_new(&tmp)?;
+        let (tx, rx) = mpsc::channel::<Bytes>(WRITE_QUEUE);
+        let writer = tokio::task::spawn_blocking(move || write_blocking(file, rx));
+        let fed = feed(body, tx).await;
+        let written = writer.await.map_err(io::Error::other).and_then(|r| r);
+        let result = match (fed, written) {
+            (Err(e), _) => Err(e),
+            (Ok(()), Err(e)) => Err(Error::Io(e)),
+            (Ok(()), Ok((len, md5))) => self
+                .publish(&tmp, &id)
+                .map(|()| Written {
+                    blob: BlobRef { id, len },
+                    md5,
+                })
+                .map_err(Error::Io),
+        };
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    fn publish(&self, tmp: &Path, id: &str) -> io::Result<()> {
+        let dest = self.path(id);
+        fs::rename(tmp, &dest)?;
+        File::open(dest.parent().expect("blob paths have a parent"))?.sync_all()
+    }
+
+    /// Makes a new blob holding the same data as `src` (a hard link: no data is copied).
+    pub fn link(&self, src: &BlobRef) -> io::Result<BlobRef> {
+        let id = new_id();
+        let dest = self.path(&id);
+        fs::hard_link(self.path(&src.id), &dest)?;
+        File::open(dest.parent().expect("blob paths have a parent"))?.sync_all()?;
+        Ok(BlobRef { id, len: src.len })
+    }
+
+    /// Deletes blobs that are no longer referenced; a missing file is not an error.
+    pub fn remove(&self, blobs: &[BlobRef]) {
+        for b in blobs {
+            self.remove_id(&b.id);
+        }
+    }
+
+    /// Deletes one blob by id.
+    pub fn remove_id(&self, id: &str) {
+        if let Err(e) = fs::remove_file(self.path(id))
+            && e.kind() != io::ErrorKind::NotFound
+        {
+            tracing::warn!(blob = id, error = %e, "could not delete an unreferenced blob");
+        }
+    }
+
+    /// Opens the blobs of one object version. `NotFound` means the version was replaced
+    /// meanwhile; the caller reads the index again.
+    pub fn open_all(&self, blobs: &[BlobRef]) -> io::Result<Vec<(File, u64)>> {
+        blobs
+            .iter()
+            .map(|b| Ok((File::open(self.path(&b.id))?, b.len)))
+            .collect()
+    }
+}
+
+async fn feed(mut body: BodyStream, tx: mpsc::Sender<Bytes>) -> Result<()> {
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| match e.downcast::<Error>() {
+            Ok(inner) => inner,
+            Err(e) => Error::Body(e),
+        })?;
+        if tx.send(chunk).await.is_err() {
+            // The writer stopped early; its own error explains why.
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn write_blocking(file: File, mut rx: mpsc::Receiver<Bytes>) -> io::Result<(u64, String)> {
+    let mut out = BufWriter::with_capacity(READ_CHUNK, file);
+    let mut md5 = Md5::new();
+    let mut len = 0u64;
+    while let Some(chunk) = rx.blocking_recv() {
+        md5.update(&chunk);
+        out.write_all(&chunk)?;
+        len += chunk.len() as u64;
+    }
+    let file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
+    file.sync_all()?;
+    Ok((
+        len,
+        hex_simd::encode_to_string(md5.finalize(), hex_simd::AsciiCase::Lower),
+    ))
+}
+
+/// Streams `len` bytes starting at `offset` across the opened blobs of one object.
+pub fn read_range(files: Vec<(File, u64)>, mut offset: u64, len: u64) -> io::Result<BodyStream> {
+    let mut pieces = Vec::new();
+    let mut left = len;
+    for (file, size) in files {
+        if left == 0 {
+            break;
+        }
+        if offset >= size {
+            offset -= size;
+            continue;
+        }
+        let take = (size - offset).min(left);
+        pieces.push((file, offset, take));
+        left -= take;
+        offset = 0;
+    }
+    if len <= SMALL_READ {
+        let mut buf = BytesMut::zeroed(usize::try_from(len).expect("small reads fit in memory"));
+        let mut at = 0;
+        for (mut file, offset, take) in pieces {
+            let take = usize::try_from(take).expect("small reads fit in memory");
+            file.seek(SeekFrom::Start(offset))?;
+            file.read_exact(&mut buf[at..at + take])?;
+            at += take;
+        }
+        return Ok(Box::pin(stream::once(async move { Ok(buf.freeze()) })));
+    }
+    let body = stream::iter(pieces)
+        .then(|(file, offset, take)| async move {
+            let mut file = tokio::fs::File::from_std(file);
+            tokio::io::AsyncSeekExt::seek(&mut file, SeekFrom::Start(offset)).await?;
+            Ok::<_, io::Error>(ReaderStream::with_capacity(file.take(take), READ_CHUNK))
+        })
+        .try_flatten();
+    Ok(Box::pin(body))
+}

@@ -1,0 +1,28 @@
+//! Drive's storage layer: S3-style buckets and objects over a pluggable backend.
+//!
+//! The crate knows objects, not HTTP. [`Backend`] is the one trait every store implements;
+//! [`BucketName`] and [`ObjectKey`] are validated names that are the only way to address data;
+//! [`Error`] is the semantic error every backend maps its own failures into.
+
+mod backend;
+mod error;
+pub mod fs;
+mod list;
+mod multipart;
+mod names;
+mod object;
+
+pub use backend::{Backend, BodyStream};
+pub use error::{Error, Result};
+pub use list::{
+    ListPage, ListQuery, ObjectSummary, UploadSummary, UploadsPage, UploadsQuery, common_prefix,
+    prefix_successor,
+};
+pub use multipart::{
+    CompletedPart, MAX_PART_NUMBER, MIN_PART_SIZE, PartInfo, PartsPage, UploadId,
+    check_part_number, multipart_etag, select_parts,
+};
+pub use names::{BucketName, ObjectKey};
+pub use object::{
+    BucketInfo, ByteRange, Checksums, ObjectAttrs, ObjectInfo, PutOptions, Seal, WriteCondition,
+};

@@ -1,0 +1,143 @@
+//! `drive`: the S3-compatible front door of the platform.
+
+mod auth;
+mod config;
+mod credentials;
+mod metrics;
+mod s3;
+mod server;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use s3s::service::S3ServiceBuilder;
+
+use crate::config::{Config, LogFormat, ServeArgs};
+use crate::credentials::{Origin, RootCredentials};
+
+/// Drive: S3-compatible object storage with a home bucket for every user.
+#[derive(Parser)]
+#[command(version, about)]
+enum Cli {
+    /// Start the server.
+    Serve(ServeArgs),
+}
+
+fn main() -> ExitCode {
+    let Cli::Serve(args) = Cli::parse();
+    let config = match Config::resolve(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("drive: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logs(config.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the tokio runtime starts");
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("drive: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DRIVE_LOG")
+        .unwrap_or_else(|_| "info,s3s=off".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
+    let (root, origin) = RootCredentials::load(
+        std::env::var("DRIVE_ROOT_ACCESS_KEY").ok(),
+        std::env::var("DRIVE_ROOT_SECRET_KEY").ok(),
+        &config.data_dir,
+    )?;
+    let backend = buckets::fs::FsBackend::open(&config.data_dir).map_err(|e| {
+        format!(
+            "cannot open the data directory {}: {e}",
+            config.data_dir.display()
+        )
+    })?;
+
+    let mut builder =
+        S3ServiceBuilder::new(s3::Drive::new(Arc::new(backend), config.region.clone()));
+    builder.set_auth(auth::Keys::new(root.clone()));
+    builder.set_access(auth::Access);
+    if let Some(domain) = &config.domain {
+        builder.set_host(auth::Hosts::new(domain));
+    }
+    let state = Arc::new(server::State {
+        s3: builder.build(),
+        metrics: metrics::Metrics::new(),
+    });
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let addr = listener.local_addr()?;
+    announce(&config, &addr, &root, &origin);
+
+    let shutdown = async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM can be handled");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    };
+    server::serve(listener, state, shutdown, config.shutdown_timeout).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Prints where Drive listens and how to reach it with aws-cli.
+fn announce(config: &Config, addr: &std::net::SocketAddr, root: &RootCredentials, origin: &Origin) {
+    let endpoint = format!("http://{addr}");
+    println!(
+        "Drive is listening on {endpoint} (data in {})",
+        config.data_dir.display()
+    );
+    if let Some(domain) = &config.domain {
+        println!("Virtual-host-style requests: http://<bucket>.{domain}");
+    }
+    match origin {
+        Origin::Generated(path) => {
+            println!(
+                "Generated root credentials (shown once; stored in {} with mode 0600):",
+                path.display()
+            );
+            println!("  access key: {}", root.access_key);
+            println!("  secret key: {}", root.secret_key);
+        }
+        Origin::Stored(path) => println!(
+            "Root credentials: access key {} (secret in {})",
+            root.access_key,
+            path.display()
+        ),
+        Origin::Environment => println!(
+            "Root credentials: access key {} (from DRIVE_ROOT_ACCESS_KEY)",
+            root.access_key
+        ),
+    }
+    println!("Try it with aws-cli:");
+    println!(
+        "  export AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY=<secret key> AWS_DEFAULT_REGION={}",
+        root.access_key, config.region
+    );
+    println!("  aws --endpoint-url {endpoint} s3 mb s3://my-bucket");
+    println!("  aws --endpoint-url {endpoint} s3 cp ./file.txt s3://my-bucket/");
+    println!("Drive ready on {endpoint}");
+}

@@ -1,0 +1,149 @@
+//! Conversions between S3 DTOs and storage types, and the read-side conditional rules.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use buckets::{BucketName, ObjectAttrs, ObjectInfo, ObjectKey};
+use s3s::dto::{ETag, ETagCondition, Metadata, Timestamp, TimestampFormat};
+use s3s::{S3Error, S3ErrorCode, S3Result};
+
+use super::error;
+
+/// A validated bucket name from a request.
+pub fn bucket(name: &str) -> S3Result<BucketName> {
+    BucketName::new(name).map_err(error::s3)
+}
+
+/// A validated key from a request.
+pub fn key(name: &str) -> S3Result<ObjectKey> {
+    ObjectKey::new(name).map_err(error::s3)
+}
+
+/// An S3 timestamp.
+pub fn timestamp(t: SystemTime) -> Timestamp {
+    Timestamp::from(t)
+}
+
+/// A strong ETag from its unquoted value.
+pub fn etag(value: &str) -> ETag {
+    ETag::Strong(value.to_owned())
+}
+
+/// The attributes a write request sets.
+#[allow(clippy::too_many_arguments)]
+pub fn attrs(
+    content_type: Option<String>,
+    content_encoding: Option<String>,
+    content_disposition: Option<String>,
+    content_language: Option<String>,
+    cache_control: Option<String>,
+    expires: Option<Timestamp>,
+    metadata: Option<Metadata>,
+) -> ObjectAttrs {
+    ObjectAttrs {
+        content_type,
+        content_encoding,
+        content_disposition,
+        content_language,
+        cache_control,
+        expires: expires.and_then(|t| {
+            let mut out = Vec::new();
+            t.format(TimestampFormat::HttpDate, &mut out).ok()?;
+            String::from_utf8(out).ok()
+        }),
+        user_metadata: metadata
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .collect(),
+    }
+}
+
+/// `Expires` as a timestamp again.
+pub fn expires(attrs: &ObjectAttrs) -> Option<Timestamp> {
+    Timestamp::parse(TimestampFormat::HttpDate, attrs.expires.as_deref()?).ok()
+}
+
+/// User metadata for a response.
+pub fn metadata(attrs: &ObjectAttrs) -> Option<Metadata> {
+    (!attrs.user_metadata.is_empty()).then(|| {
+        attrs
+            .user_metadata
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    })
+}
+
+fn whole_seconds(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs()
+}
+
+fn system_time(t: &Timestamp) -> SystemTime {
+    let odt: time::OffsetDateTime = t.clone().into();
+    let secs = u64::try_from(odt.unix_timestamp()).unwrap_or(0);
+    UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+fn matches(condition: &ETagCondition, current: &str) -> bool {
+    match condition {
+        ETagCondition::Any => true,
+        ETagCondition::ETag(e) => e.value() == current,
+    }
+}
+
+/// The conditional headers of a read (or of a copy's source).
+pub struct ReadConditions<'a> {
+    /// `If-Match`.
+    pub if_match: Option<&'a ETagCondition>,
+    /// `If-None-Match`.
+    pub if_none_match: Option<&'a ETagCondition>,
+    /// `If-Modified-Since`.
+    pub if_modified_since: Option<&'a Timestamp>,
+    /// `If-Unmodified-Since`.
+    pub if_unmodified_since: Option<&'a Timestamp>,
+}
+
+impl ReadConditions<'_> {
+    /// Applies RFC 9110's order as S3 does: a failed If-Match (or, without it, a failed
+    /// If-Unmodified-Since) is 412; a matching If-None-Match (or, without it, an unmet
+    /// If-Modified-Since) is 304 — or 412 when `for_copy`, as CopyObject reports it.
+    pub fn check(&self, info: &ObjectInfo, for_copy: bool) -> S3Result<()> {
+        let modified = whole_seconds(info.last_modified);
+        let failed = match self.if_match {
+            Some(c) => !matches(c, &info.etag),
+            None => self
+                .if_unmodified_since
+                .is_some_and(|t| modified > whole_seconds(system_time(t))),
+        };
+        if failed {
+            return Err(S3Error::with_message(
+                S3ErrorCode::PreconditionFailed,
+                "At least one of the pre-conditions you specified did not hold",
+            ));
+        }
+        let not_modified = match self.if_none_match {
+            Some(c) => matches(c, &info.etag),
+            None => self
+                .if_modified_since
+                .is_some_and(|t| modified <= whole_seconds(system_time(t))),
+        };
+        if not_modified {
+            if for_copy {
+                return Err(S3Error::with_message(
+                    S3ErrorCode::PreconditionFailed,
+                    "At least one of the pre-conditions you specified did not hold",
+                ));
+            }
+            let mut e = S3Error::new(S3ErrorCode::NotModified);
+            let mut headers = http::HeaderMap::new();
+            if let Ok(v) = http::HeaderValue::from_str(&format!("\"{}\"", info.etag)) {
+                headers.insert(http::header::ETAG, v);
+            }
+            e.set_headers(headers);
+            return Err(e);
+        }
+        Ok(())
+    }
+}

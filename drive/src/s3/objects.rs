@@ -1,0 +1,291 @@
+//! Object reads and writes.
+
+use buckets::{ByteRange, ObjectInfo, PutOptions, WriteCondition};
+use s3s::dto::*;
+use s3s::{S3Request, S3Response, S3Result, s3_error};
+
+use super::convert::{self, ReadConditions, bucket, etag, key, timestamp};
+use super::digest::{self, Declared};
+use super::{Drive, error};
+
+/// The write condition of a PutObject or CompleteMultipartUpload.
+pub fn write_condition(
+    if_match: Option<&ETagCondition>,
+    if_none_match: Option<&ETagCondition>,
+) -> S3Result<Option<WriteCondition>> {
+    match (if_match, if_none_match) {
+        (_, Some(ETagCondition::Any)) => Ok(Some(WriteCondition::IfNoneExists)),
+        (_, Some(ETagCondition::ETag(_))) => Err(s3_error!(
+            NotImplemented,
+            "If-None-Match on writes supports only '*'"
+        )),
+        (Some(ETagCondition::Any), None) => Ok(Some(WriteCondition::IfMatch("*".into()))),
+        (Some(ETagCondition::ETag(e)), None) => {
+            Ok(Some(WriteCondition::IfMatch(e.value().to_owned())))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+/// A byte range in storage terms.
+pub fn byte_range(range: Range) -> ByteRange {
+    match range {
+        Range::Int {
+            first,
+            last: Some(last),
+        } => ByteRange::Bounded { first, last },
+        Range::Int { first, last: None } => ByteRange::From { first },
+        Range::Suffix { length } => ByteRange::Suffix { len: length },
+    }
+}
+
+fn checksum(info: &ObjectInfo, name: &str) -> Option<String> {
+    info.checksums.get(name).cloned()
+}
+
+impl Drive {
+    pub(super) async fn handle_put_object(
+        &self,
+        req: S3Request<PutObjectInput>,
+    ) -> S3Result<S3Response<PutObjectOutput>> {
+        let input = req.input;
+        let b = bucket(&input.bucket)?;
+        let k = key(&input.key)?;
+        let body = input.body.ok_or_else(|| s3_error!(IncompleteBody))?;
+        let condition = write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
+        let declared = Declared {
+            content_md5: input.content_md5,
+            crc32: input.checksum_crc32,
+            crc32c: input.checksum_crc32c,
+            sha1: input.checksum_sha1,
+            sha256: input.checksum_sha256,
+            crc64nvme: input.checksum_crc64nvme,
+            algorithm: input.checksum_algorithm,
+        };
+        let (body, seal) = digest::verify(body, declared, &req.headers, req.trailing_headers);
+        let attrs = convert::attrs(
+            input.content_type,
+            input.content_encoding,
+            input.content_disposition,
+            input.content_language,
+            input.cache_control,
+            input.expires,
+            input.metadata,
+        );
+        let opts = PutOptions {
+            attrs,
+            condition,
+            seal: Some(seal),
+        };
+        let info = self
+            .backend
+            .put_object(&b, &k, body, opts)
+            .await
+            .map_err(error::s3)?;
+        Ok(S3Response::new(PutObjectOutput {
+            e_tag: Some(etag(&info.etag)),
+            checksum_crc32: checksum(&info, "CRC32"),
+            checksum_crc32c: checksum(&info, "CRC32C"),
+            checksum_sha1: checksum(&info, "SHA1"),
+            checksum_sha256: checksum(&info, "SHA256"),
+            checksum_crc64nvme: checksum(&info, "CRC64NVME"),
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn handle_get_object(
+        &self,
+        req: S3Request<GetObjectInput>,
+    ) -> S3Result<S3Response<GetObjectOutput>> {
+        let input = req.input;
+        let b = bucket(&input.bucket)?;
+        let k = key(&input.key)?;
+        if input.part_number.is_some() {
+            return Err(s3_error!(
+                NotImplemented,
+                "GetObject by part number is not supported"
+            ));
+        }
+        let range = input.range.map(byte_range);
+        let (info, body) = self
+            .backend
+            .get_object(&b, &k, range)
+            .await
+            .map_err(error::s3)?;
+        ReadConditions {
+            if_match: input.if_match.as_ref(),
+            if_none_match: input.if_none_match.as_ref(),
+            if_modified_since: input.if_modified_since.as_ref(),
+            if_unmodified_since: input.if_unmodified_since.as_ref(),
+        }
+        .check(&info, false)?;
+        let (offset, len) = match range {
+            Some(r) => r.resolve(info.size).map_err(error::s3)?,
+            None => (0, info.size),
+        };
+        let content_range =
+            range.map(|_| format!("bytes {offset}-{}/{}", offset + len - 1, info.size));
+        let whole = len == info.size;
+        let with_checksums = whole
+            && input
+                .checksum_mode
+                .as_ref()
+                .is_some_and(|m| m.as_str() == ChecksumMode::ENABLED);
+        let sum = |name| with_checksums.then(|| checksum(&info, name)).flatten();
+        let output = GetObjectOutput {
+            body: Some(StreamingBlob::wrap(body)),
+            content_length: Some(i64::try_from(len).unwrap_or(i64::MAX)),
+            content_range,
+            accept_ranges: Some("bytes".into()),
+            last_modified: Some(timestamp(info.last_modified)),
+            e_tag: Some(etag(&info.etag)),
+            metadata: convert::metadata(&info.attrs),
+            content_type: input
+                .response_content_type
+                .or_else(|| info.attrs.content_type.clone()),
+            content_encoding: input
+                .response_content_encoding
+                .or_else(|| info.attrs.content_encoding.clone()),
+            content_disposition: input
+                .response_content_disposition
+                .or_else(|| info.attrs.content_disposition.clone()),
+            content_language: input
+                .response_content_language
+                .or_else(|| info.attrs.content_language.clone()),
+            cache_control: input
+                .response_cache_control
+                .or_else(|| info.attrs.cache_control.clone()),
+            expires: input
+                .response_expires
+                .or_else(|| convert::expires(&info.attrs)),
+            parts_count: info.parts.map(|p| i32::try_from(p).unwrap_or(i32::MAX)),
+            checksum_crc32: sum("CRC32"),
+            checksum_crc32c: sum("CRC32C"),
+            checksum_sha1: sum("SHA1"),
+            checksum_sha256: sum("SHA256"),
+            checksum_crc64nvme: sum("CRC64NVME"),
+            ..Default::default()
+        };
+        Ok(S3Response::new(output))
+    }
+
+    pub(super) async fn handle_head_object(
+        &self,
+        req: S3Request<HeadObjectInput>,
+    ) -> S3Result<S3Response<HeadObjectOutput>> {
+        let input = req.input;
+        let b = bucket(&input.bucket)?;
+        let k = key(&input.key)?;
+        let info = self.backend.head_object(&b, &k).await.map_err(error::s3)?;
+        ReadConditions {
+            if_match: input.if_match.as_ref(),
+            if_none_match: input.if_none_match.as_ref(),
+            if_modified_since: input.if_modified_since.as_ref(),
+            if_unmodified_since: input.if_unmodified_since.as_ref(),
+        }
+        .check(&info, false)?;
+        let (len, content_range) = match input.range.map(byte_range) {
+            Some(r) => {
+                let (offset, len) = r.resolve(info.size).map_err(error::s3)?;
+                (
+                    len,
+                    Some(format!("bytes {offset}-{}/{}", offset + len - 1, info.size)),
+                )
+            }
+            None => (info.size, None),
+        };
+        let with_checksums = input
+            .checksum_mode
+            .as_ref()
+            .is_some_and(|m| m.as_str() == ChecksumMode::ENABLED);
+        let sum = |name| with_checksums.then(|| checksum(&info, name)).flatten();
+        Ok(S3Response::new(HeadObjectOutput {
+            content_length: Some(i64::try_from(len).unwrap_or(i64::MAX)),
+            content_range,
+            accept_ranges: Some("bytes".into()),
+            last_modified: Some(timestamp(info.last_modified)),
+            e_tag: Some(etag(&info.etag)),
+            metadata: convert::metadata(&info.attrs),
+            content_type: input
+                .response_content_type
+                .or_else(|| info.attrs.content_type.clone()),
+            content_encoding: input
+                .response_content_encoding
+                .or_else(|| info.attrs.content_encoding.clone()),
+            content_disposition: input
+                .response_content_disposition
+                .or_else(|| info.attrs.content_disposition.clone()),
+            content_language: input
+                .response_content_language
+                .or_else(|| info.attrs.content_language.clone()),
+            cache_control: input
+                .response_cache_control
+                .or_else(|| info.attrs.cache_control.clone()),
+            expires: input
+                .response_expires
+                .or_else(|| convert::expires(&info.attrs)),
+            parts_count: info.parts.map(|p| i32::try_from(p).unwrap_or(i32::MAX)),
+            checksum_crc32: sum("CRC32"),
+            checksum_crc32c: sum("CRC32C"),
+            checksum_sha1: sum("SHA1"),
+            checksum_sha256: sum("SHA256"),
+            checksum_crc64nvme: sum("CRC64NVME"),
+            ..Default::default()
+        }))
+    }
+
+    pub(super) async fn handle_delete_object(
+        &self,
+        req: S3Request<DeleteObjectInput>,
+    ) -> S3Result<S3Response<DeleteObjectOutput>> {
+        let b = bucket(&req.input.bucket)?;
+        let k = key(&req.input.key)?;
+        self.backend
+            .delete_object(&b, &k)
+            .await
+            .map_err(error::s3)?;
+        Ok(S3Response::new(DeleteObjectOutput::default()))
+    }
+
+    pub(super) async fn handle_delete_objects(
+        &self,
+        req: S3Request<DeleteObjectsInput>,
+    ) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        let input = req.input;
+        let b = bucket(&input.bucket)?;
+        if input.delete.objects.len() > 1000 {
+            return Err(s3_error!(
+                MalformedXML,
+                "A DeleteObjects request may name at most 1000 keys"
+            ));
+        }
+        self.backend.head_bucket(&b).await.map_err(error::s3)?;
+        let quiet = input.delete.quiet.unwrap_or(false);
+        let mut deleted = Vec::new();
+        let mut errors = Vec::new();
+        for object in input.delete.objects {
+            let result = match key(&object.key) {
+                Ok(k) => self.backend.delete_object(&b, &k).await.map_err(error::s3),
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(()) if !quiet => deleted.push(DeletedObject {
+                    key: Some(object.key),
+                    ..Default::default()
+                }),
+                Ok(()) => {}
+                Err(e) => errors.push(Error {
+                    code: Some(e.code().as_str().to_owned()),
+                    message: e.message().map(str::to_owned),
+                    key: Some(object.key),
+                    version_id: None,
+                }),
+            }
+        }
+        Ok(S3Response::new(DeleteObjectsOutput {
+            deleted: Some(deleted),
+            errors: Some(errors),
+            ..Default::default()
+        }))
+    }
+}

@@ -1,0 +1,265 @@
+//! The HTTP server: accepts connections, serves health and metrics beside the S3 service,
+//! stamps every response with a request id, logs and measures every request, and shuts
+//! down gracefully.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use prometheus_client::metrics::counter::Counter;
+use s3s::service::S3Service;
+use tokio::net::TcpListener;
+
+use crate::auth::OperationName;
+use crate::metrics::{Metrics, OperationLabels, RequestLabels};
+
+/// Everything a request handler needs.
+pub struct State {
+    /// The S3 protocol service.
+    pub s3: S3Service,
+    /// Metrics registry.
+    pub metrics: Metrics,
+}
+
+/// Serves on `listener` until `shutdown` resolves, then waits up to `grace` for in-flight
+/// requests to finish.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<State>,
+    shutdown: impl Future<Output = ()>,
+    grace: std::time::Duration,
+) {
+    let graceful = GracefulShutdown::new();
+    let builder = auto::Builder::new(TokioExecutor::new());
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // Without this a small response's body waits for the client's delayed ACK.
+        let _ = stream.set_nodelay(true);
+        let state = Arc::clone(&state);
+        let service = service_fn(move |req| handle(Arc::clone(&state), req));
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tracing::info!("shutting down: waiting for in-flight requests");
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(?grace, "in-flight requests did not finish in time");
+    }
+}
+
+fn request_id() -> String {
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).expect("the OS random source is available");
+    hex_simd::encode_to_string(b, hex_simd::AsciiCase::Upper)
+}
+
+fn is_signed(req: &Request<Incoming>) -> bool {
+    req.headers().contains_key(header::AUTHORIZATION)
+        || req
+            .uri()
+            .query()
+            .is_some_and(|q| q.contains("X-Amz-Signature") || q.contains("Signature="))
+}
+
+type ResponseBody = s3s::Body;
+
+async fn handle(
+    state: Arc<State>,
+    req: Request<Incoming>,
+) -> Result<Response<ResponseBody>, Infallible> {
+    let started = Instant::now();
+    let id = request_id();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let bytes_in = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+
+    let (operation, mut response) = match (internal_route(&req), is_signed(&req)) {
+        (Some(route), false) => (route.to_owned(), internal(&state, route)),
+        _ => {
+            let slot = OperationName::default();
+            let mut req = req.map(|b| {
+                s3s::Body::http_body(Counting {
+                    inner: b,
+                    counter: state.metrics.bytes_in.clone(),
+                })
+            });
+            req.extensions_mut().insert(slot.clone());
+            let response = match state.s3.call(req).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = ?e, "S3 service failed");
+                    Response::builder()
+                        .status(StatusCode::INTERNAL_SERVER_ERROR)
+                        .body(s3s::Body::empty())
+                        .expect("static response")
+                }
+            };
+            (
+                slot.0
+                    .get()
+                    .cloned()
+                    .unwrap_or_else(|| "Unknown".to_owned()),
+                response,
+            )
+        }
+    };
+
+    stamp_request_id(&mut response, &id);
+    let status = response.status();
+    let bytes_out = response
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let elapsed = started.elapsed();
+    state
+        .metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            operation: operation.clone(),
+            status: status.as_u16(),
+        })
+        .inc();
+    state
+        .metrics
+        .latency
+        .get_or_create(&OperationLabels {
+            operation: operation.clone(),
+        })
+        .observe(elapsed.as_secs_f64());
+    tracing::info!(
+        request_id = %id,
+        %method,
+        path = %path,
+        operation = %operation,
+        status = status.as_u16(),
+        bytes_in,
+        bytes_out,
+        latency_ms = elapsed.as_secs_f64() * 1000.0,
+        "request"
+    );
+    let counter = state.metrics.bytes_out.clone();
+    Ok(response.map(|b| s3s::Body::http_body(Counting { inner: b, counter })))
+}
+
+/// The unsigned routes served beside S3.
+fn internal_route(req: &Request<Incoming>) -> Option<&'static str> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return None;
+    }
+    match req.uri().path() {
+        "/healthz" => Some("Healthz"),
+        "/readyz" => Some("Readyz"),
+        "/metrics" => Some("Metrics"),
+        _ => None,
+    }
+}
+
+fn internal(state: &State, route: &str) -> Response<ResponseBody> {
+    let (content_type, body) = match route {
+        "Metrics" => (
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            state.metrics.render(),
+        ),
+        _ => ("text/plain; charset=utf-8", "ok\n".to_owned()),
+    };
+    Response::builder()
+        .header(header::CONTENT_TYPE, content_type)
+        .body(s3s::Body::from(body))
+        .expect("static response")
+}
+
+/// Adds the request id header, and the `RequestId` element to S3 error documents.
+fn stamp_request_id(response: &mut Response<ResponseBody>, id: &str) {
+    if let Ok(v) = HeaderValue::from_str(id) {
+        response.headers_mut().insert("x-amz-request-id", v.clone());
+        response.headers_mut().insert("x-amz-id-2", v);
+    }
+    if !(response.status().is_client_error() || response.status().is_server_error()) {
+        return;
+    }
+    let Some(xml) = response.body().bytes() else {
+        return;
+    };
+    let Ok(text) = std::str::from_utf8(&xml) else {
+        return;
+    };
+    if text.contains("<RequestId>") {
+        return;
+    }
+    if let Some(at) = text.rfind("</Error>") {
+        let stamped = format!("{}<RequestId>{id}</RequestId>{}", &text[..at], &text[at..]);
+        response.headers_mut().remove(header::CONTENT_LENGTH);
+        *response.body_mut() = s3s::Body::from(stamped);
+    }
+}
+
+/// A body that counts the data bytes passing through it.
+struct Counting<B> {
+    inner: B,
+    counter: Counter<u64, AtomicU64>,
+}
+
+impl<B> HttpBody for Counting<B>
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            self.counter.inc_by(data.len() as u64);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
