@@ -1,0 +1,338 @@
+"""Fixtures for the real-client S3 compatibility suite.
+
+One drive server is started per test session (from DRIVE_BIN, or
+$CARGO_TARGET_DIR/debug/drive, or <repo>/target/debug/drive) on a free
+loopback port with a temporary data directory and fixed root credentials.
+Every test gets its own fresh bucket. When a test fails, the server log
+lines written while it ran are attached to the failure report.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.config import Config
+
+REPO = Path(__file__).resolve().parents[2]
+ACCESS_KEY = "testaccess"
+SECRET_KEY = "testsecret123"
+REGION = "us-east-1"
+
+# Variables removed from the environment of the tests and of every client
+# they run: CA bundles (rclone refuses AWS_CA_BUNDLE for http endpoints),
+# proxies (all traffic must stay on loopback), and anything that would make a
+# client read the user's own AWS or rclone configuration.
+_CA_VARS = {
+    "AWS_CA_BUNDLE",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "HTTPLIB2_CA_CERTS",
+    "NIX_SSL_CERT_FILE",
+}
+_PROXY_VARS = {"http_proxy", "https_proxy", "all_proxy", "ftp_proxy", "no_proxy"}
+
+
+def _scrubbed(name: str) -> bool:
+    return (
+        name in _CA_VARS
+        or name.lower() in _PROXY_VARS
+        or name.startswith("AWS_")
+        or name.startswith("RCLONE_")
+        or name.startswith("BOTO_")
+    )
+
+
+def drive_binary() -> Path:
+    if os.environ.get("DRIVE_BIN"):
+        return Path(os.environ["DRIVE_BIN"]).resolve()
+    target = os.environ.get("CARGO_TARGET_DIR")
+    if target:
+        base = Path(target)
+        if not base.is_absolute():
+            base = REPO / base
+        return base / "debug" / "drive"
+    return REPO / "target" / "debug" / "drive"
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# urllib opener that never uses a proxy.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def http_get(url: str, timeout: float = 30.0) -> tuple[int, bytes]:
+    """Plain unauthenticated GET; returns (status, body) also for 4xx/5xx."""
+    try:
+        with _OPENER.open(url, timeout=timeout) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+@dataclass
+class DriveServer:
+    endpoint: str
+    port: int
+    data_dir: Path
+    log_path: Path
+    proc: subprocess.Popen
+    access_key: str = ACCESS_KEY
+    secret_key: str = SECRET_KEY
+    region: str = REGION
+
+    def log_size(self) -> int:
+        try:
+            return self.log_path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def log_since(self, offset: int) -> str:
+        with open(self.log_path, "rb") as f:
+            f.seek(offset)
+            return f.read().decode("utf-8", "replace")
+
+
+_SERVER: DriveServer | None = None
+
+
+@pytest.fixture(scope="session")
+def client_env_base(tmp_path_factory) -> dict:
+    """Sanitised environment: applied to this process (for boto3 and urllib)
+    and used as the base of every subprocess client's environment."""
+    cfg_dir = tmp_path_factory.mktemp("aws-config")
+    config_file = cfg_dir / "config"
+    config_file.write_text(f"[default]\nregion = {REGION}\n")
+    creds_file = cfg_dir / "credentials"
+    creds_file.write_text("")
+
+    mp = pytest.MonkeyPatch()
+    for name in list(os.environ):
+        if _scrubbed(name):
+            mp.delenv(name, raising=False)
+    values = {
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+        "AWS_CONFIG_FILE": str(config_file),
+        "AWS_SHARED_CREDENTIALS_FILE": str(creds_file),
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_PAGER": "",
+        "NO_PROXY": "127.0.0.1,localhost",
+        "no_proxy": "127.0.0.1,localhost",
+    }
+    for k, v in values.items():
+        mp.setenv(k, v)
+    # The venv's bin dir first, so `aws` is the pinned awscli.
+    bindir = str(Path(sys.executable).parent)
+    mp.setenv("PATH", bindir + os.pathsep + os.environ.get("PATH", ""))
+    yield dict(os.environ)
+    mp.undo()
+
+
+@pytest.fixture(scope="session")
+def drive(client_env_base, tmp_path_factory) -> DriveServer:
+    global _SERVER
+    binary = drive_binary()
+    if not binary.is_file():
+        pytest.exit(
+            f"drive binary not found at {binary} (build it, or set DRIVE_BIN)",
+            returncode=3,
+        )
+    data_dir = Path(tempfile.mkdtemp(prefix="drive-clients-data-"))
+    log_dir = tmp_path_factory.mktemp("drive-log")
+    log_path = log_dir / "drive.stderr.log"
+    out_path = log_dir / "drive.stdout.log"
+    port = _free_port()
+    env = {
+        k: v
+        for k, v in client_env_base.items()
+        if not k.startswith("AWS_") and not k.startswith("DRIVE_")
+    }
+    env.update(
+        {
+            "DRIVE_ROOT_ACCESS_KEY": ACCESS_KEY,
+            "DRIVE_ROOT_SECRET_KEY": SECRET_KEY,
+            "NO_COLOR": "1",
+        }
+    )
+    with open(log_path, "wb") as err, open(out_path, "wb") as out:
+        proc = subprocess.Popen(
+            [
+                str(binary),
+                "serve",
+                "--listen",
+                f"127.0.0.1:{port}",
+                "--data-dir",
+                str(data_dir),
+                "--region",
+                REGION,
+            ],
+            stdout=out,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
+    endpoint = f"http://127.0.0.1:{port}"
+    server = DriveServer(endpoint, port, data_dir, log_path, proc)
+
+    deadline = time.monotonic() + 20
+    ready = False
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        try:
+            status, body = http_get(endpoint + "/healthz", timeout=1)
+            if status == 200 and body.strip() == b"ok":
+                ready = True
+                break
+        except OSError:
+            pass
+        time.sleep(0.1)
+    if not ready:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log = log_path.read_text(errors="replace")[-4000:]
+        out = out_path.read_text(errors="replace")[-2000:]
+        shutil.rmtree(data_dir, ignore_errors=True)
+        pytest.exit(
+            f"drive did not become ready on {endpoint} within 20 s "
+            f"(exit code {proc.returncode})\nstdout:\n{out}\nstderr:\n{log}",
+            returncode=3,
+        )
+
+    _SERVER = server
+    try:
+        yield server
+    finally:
+        _SERVER = None
+        rc = None
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGTERM)
+            try:
+                rc = proc.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        else:
+            rc = proc.returncode
+        shutil.rmtree(data_dir, ignore_errors=True)
+        assert rc == 0, (
+            f"drive exited with {rc} on SIGTERM (expected 0); log tail:\n"
+            + log_path.read_text(errors="replace")[-3000:]
+        )
+
+
+@pytest.fixture(autouse=True)
+def _attach_server_log(request, drive):
+    """Remembers where the server log stood when the test started, so a
+    failure report can show the requests the test made."""
+    request.node._drive_log_offset = drive.log_size()
+    yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.failed and _SERVER is not None:
+        offset = getattr(item, "_drive_log_offset", None)
+        if offset is not None:
+            text = _SERVER.log_since(offset)
+            if len(text) > 20000:
+                text = "...(earlier lines cut)...\n" + text[-20000:]
+            rep.sections.append(("drive server log during this test", text))
+
+
+@pytest.fixture(scope="session")
+def client_env(drive, client_env_base) -> dict:
+    """Environment for subprocess S3 clients (aws, rclone)."""
+    return dict(client_env_base)
+
+
+def make_client(drive: DriveServer, **s3_config):
+    s3 = {"addressing_style": "path"}
+    s3.update(s3_config)
+    return boto3.session.Session(
+        aws_access_key_id=drive.access_key,
+        aws_secret_access_key=drive.secret_key,
+        region_name=drive.region,
+    ).client(
+        "s3",
+        endpoint_url=drive.endpoint,
+        config=Config(
+            s3=s3,
+            retries={"max_attempts": 1},
+            connect_timeout=10,
+            read_timeout=120,
+            max_pool_connections=32,
+        ),
+    )
+
+
+@pytest.fixture(scope="session")
+def s3(drive):
+    """boto3 S3 client on the server: path style, no retries."""
+    return make_client(drive)
+
+
+def _bucket_name(nodename: str) -> str:
+    base = re.sub(r"[^a-z0-9-]+", "-", nodename.lower()).strip("-")
+    base = re.sub(r"-+", "-", base)
+    base = base.removeprefix("test-")[:40].strip("-")
+    return f"t-{base}-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def bucket(s3, request) -> str:
+    """A fresh, empty bucket unique to this test."""
+    name = _bucket_name(request.node.name)
+    s3.create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def aws(client_env, drive, tmp_path):
+    """Runs the aws CLI against the server; returns CompletedProcess.
+    check=True (default) fails the test with the CLI's output."""
+
+    def run(*args, check=True, timeout=120, env=None):
+        cmd = ["aws", "--endpoint-url", drive.endpoint, *map(str, args)]
+        p = subprocess.run(
+            cmd,
+            env=env or client_env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=tmp_path,
+        )
+        if check and p.returncode != 0:
+            pytest.fail(
+                f"command failed ({p.returncode}): {' '.join(cmd)}\n"
+                f"stdout:\n{p.stdout}\nstderr:\n{p.stderr}"
+            )
+        return p
+
+    return run

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs the real-client S3 compatibility suite against the drive binary.
+# Extra arguments go to pytest, e.g.: ./run.sh -k rclone -x
+# DRIVE_BIN overrides the server binary (default: <repo>/target/debug/drive,
+# or $CARGO_TARGET_DIR/debug/drive when CARGO_TARGET_DIR is set).
+set -uo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+tools_dir="${DRIVE_TOOLS_DIR:-$HOME/.cache/drive-tools}"
+
+bash "$here/setup.sh" || { echo "run: setup.sh failed" >&2; exit 2; }
+
+"$tools_dir/venv/bin/python" -m pytest -q -p no:cacheprovider "$here" "$@"
+exit $?
