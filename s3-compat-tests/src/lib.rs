@@ -81,11 +81,11 @@ pub fn unique(hint: &str) -> String {
 }
 
 /// The S3 error code and HTTP status of a failed call.
-pub fn failure<T: std::fmt::Debug, E: ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
+pub fn failure<T: std::fmt::Debug, E: ProvideErrorMetadata + std::fmt::Debug, R>(
     result: Result<T, SdkError<E, R>>,
 ) -> (String, u16)
 where
-    R: HasStatus,
+    R: std::fmt::Debug + HasStatus,
 {
     match result {
         Ok(v) => panic!("expected an error, got {v:?}"),

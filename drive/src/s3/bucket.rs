@@ -43,7 +43,6 @@ impl Drive {
         self.backend.create_bucket(&name).await.map_err(error::s3)?;
         Ok(S3Response::new(CreateBucketOutput {
             location: Some(format!("/{name}")),
-            ..Default::default()
         }))
     }
 
