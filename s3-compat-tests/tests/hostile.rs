@@ -6,6 +6,13 @@ use http_body_util::Full;
 use s3_compat_tests::server::{ACCESS_KEY, DriveProcess, SECRET_KEY};
 use s3_compat_tests::sign::{send, signed};
 
+/// A named request and the S3 error code it must get, where one is certain.
+type Case = (
+    &'static str,
+    http::Request<Full<Bytes>>,
+    Option<&'static str>,
+);
+
 fn raw(
     method: &str,
     url: &str,
@@ -55,7 +62,7 @@ async fn malformed_requests_get_4xx_and_the_server_stays_up() {
         .collect();
     let many_refs: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
 
-    let table: Vec<(&str, http::Request<Full<Bytes>>, Option<&str>)> = vec![
+    let table: Vec<Case> = vec![
         (
             "malformed DeleteObjects XML",
             s(

@@ -30,6 +30,20 @@ pub struct BlobRef {
     pub len: u64,
 }
 
+/// A body as received: small ones stay in memory (to be kept in the index), larger ones
+/// are written to a blob.
+pub enum Received {
+    /// The whole body, at most the inline limit.
+    Inline {
+        /// The body.
+        body: Bytes,
+        /// Its MD5, hex.
+        md5: String,
+    },
+    /// The body was written to a blob.
+    Blob(Written),
+}
+
 /// A blob written and made durable, not yet referenced by the index.
 pub struct Written {
     /// Where its data lives.
@@ -82,6 +96,25 @@ impl Blobs {
             }
         }
         Ok(ids)
+    }
+
+    /// Receives a body: kept in memory when it ends within `inline_max` bytes, otherwise
+    /// written to a blob like [`Blobs::write`].
+    pub async fn receive(&self, mut body: BodyStream, inline_max: usize) -> Result<Received> {
+        let mut head = BytesMut::new();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(body_error)?;
+            if head.len() + chunk.len() > inline_max {
+                let rest = stream::iter([Ok(head.freeze()), Ok(chunk)]).chain(body);
+                return self.write(Box::pin(rest)).await.map(Received::Blob);
+            }
+            head.extend_from_slice(&chunk);
+        }
+        let md5 = hex_simd::encode_to_string(Md5::digest(&head), hex_simd::AsciiCase::Lower);
+        Ok(Received::Inline {
+            body: head.freeze(),
+            md5,
+        })
     }
 
     /// Writes a body to a new blob: temp file, fsync, rename, fsync of the directory.
@@ -154,16 +187,21 @@ impl Blobs {
 
 async fn feed(mut body: BodyStream, tx: mpsc::Sender<Bytes>) -> Result<()> {
     while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| match e.downcast::<Error>() {
-            Ok(inner) => inner,
-            Err(e) => Error::Body(e),
-        })?;
+        let chunk = chunk.map_err(body_error)?;
         if tx.send(chunk).await.is_err() {
             // The writer stopped early; its own error explains why.
             break;
         }
     }
     Ok(())
+}
+
+/// The storage error for a failed body read: the caller's own error if it carried one.
+fn body_error(e: io::Error) -> Error {
+    match e.downcast::<Error>() {
+        Ok(inner) => inner,
+        Err(e) => Error::Body(e),
+    }
 }
 
 fn write_blocking(file: File, mut rx: mpsc::Receiver<Bytes>) -> io::Result<(u64, String)> {
@@ -181,6 +219,14 @@ fn write_blocking(file: File, mut rx: mpsc::Receiver<Bytes>) -> io::Result<(u64,
         len,
         hex_simd::encode_to_string(md5.finalize(), hex_simd::AsciiCase::Lower),
     ))
+}
+
+/// Streams `len` bytes starting at `offset` of an in-memory body.
+pub fn read_inline(body: Vec<u8>, offset: u64, len: u64) -> BodyStream {
+    let start = usize::try_from(offset).expect("inline bodies are small");
+    let end = start + usize::try_from(len).expect("inline bodies are small");
+    let bytes = Bytes::from(body).slice(start..end);
+    Box::pin(stream::once(async move { Ok(bytes) }))
 }
 
 /// Streams `len` bytes starting at `offset` across the opened blobs of one object.

@@ -2,7 +2,10 @@
 //! key-value file (redb). Keys sort in S3's byte order, so a page of a listing is a range
 //! scan, never a walk of the whole store.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition, WriteTransaction};
@@ -22,6 +25,11 @@ const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
 const UPLOADS: TableDefinition<&str, &[u8]> = TableDefinition::new("uploads");
 /// `"<upload id>/<part number, 5 digits>"` → [`PartRecord`] as JSON.
 const PARTS: TableDefinition<&str, &[u8]> = TableDefinition::new("parts");
+/// `"<bucket>/<key>"` → the body of a small object kept in the index (see [`ObjectRecord::inline`]).
+const INLINE: TableDefinition<&str, &[u8]> = TableDefinition::new("inline");
+
+/// Most write transactions committed together (group commit).
+const MAX_BATCH: usize = 256;
 
 /// Version of the record formats below; bump with a migration when they change.
 pub const FORMAT: u32 = 1;
@@ -48,6 +56,9 @@ pub struct ObjectRecord {
     pub parts: Option<u32>,
     /// The data, in order.
     pub blobs: Vec<BlobRef>,
+    /// The body lives in the index itself (small objects: one commit, no files).
+    #[serde(default)]
+    pub inline: bool,
 }
 
 impl ObjectRecord {
@@ -126,9 +137,64 @@ fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
     Ok(serde_json::to_vec(value)?)
 }
 
-/// The index file.
+/// The index file, and the thread that commits its writes.
 pub struct Index {
-    db: Database,
+    db: Arc<Database>,
+    jobs: Sender<Job>,
+}
+
+/// One write queued for the committer: `run` applies it inside the shared transaction and
+/// returns whether it failed internally (which aborts the batch) and how to report the
+/// outcome; `fail` reports an error when no transaction could be started.
+struct Job {
+    run: Box<
+        dyn FnOnce(&WriteTransaction) -> (bool, Box<dyn FnOnce(Result<(), String>) + Send>) + Send,
+    >,
+    fail: Box<dyn FnOnce(String) + Send>,
+}
+
+/// Commits queued writes: everything waiting when a commit starts shares it, so concurrent
+/// writers pay for one fsync together. Each job checks its conditions before it changes
+/// anything, so a job that fails with a semantic error leaves the transaction untouched.
+fn committer(db: &Database, jobs: &Receiver<Job>) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let txn = match db.begin_write() {
+            Ok(txn) => txn,
+            Err(e) => {
+                for job in batch {
+                    (job.fail)(e.to_string());
+                }
+                continue;
+            }
+        };
+        let mut broken = false;
+        let mut reports = Vec::with_capacity(batch.len());
+        for job in batch {
+            match catch_unwind(AssertUnwindSafe(|| (job.run)(&txn))) {
+                Ok((internal, report)) => {
+                    broken |= internal;
+                    reports.push(report);
+                }
+                Err(_) => broken = true,
+            }
+        }
+        let outcome = if broken {
+            drop(txn.abort());
+            Err("a write in this batch failed; the batch was rolled back".to_owned())
+        } else {
+            txn.commit().map_err(|e| e.to_string())
+        };
+        for report in reports {
+            report(outcome.clone());
+        }
+    }
 }
 
 /// Blobs that a committed change no longer references; the caller deletes them.
@@ -145,15 +211,42 @@ impl Index {
         txn.open_table(OBJECTS)?;
         txn.open_table(UPLOADS)?;
         txn.open_table(PARTS)?;
+        txn.open_table(INLINE)?;
         txn.commit()?;
-        Ok(Self { db })
+        let db = Arc::new(db);
+        let (jobs, queue) = mpsc::channel();
+        let for_thread = Arc::clone(&db);
+        std::thread::Builder::new()
+            .name("index-commit".into())
+            .spawn(move || committer(&for_thread, &queue))?;
+        Ok(Self { db, jobs })
     }
 
-    fn write<T>(&self, f: impl FnOnce(&WriteTransaction) -> Result<T>) -> Result<T> {
-        let txn = self.db.begin_write()?;
-        let out = f(&txn)?;
-        txn.commit()?;
-        Ok(out)
+    /// Runs `f` in a write transaction shared with concurrent writers and returns its result
+    /// once the transaction is durable.
+    fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&WriteTransaction) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (tx, rx) = mpsc::sync_channel::<Result<T>>(1);
+        let fail_tx = tx.clone();
+        let job = Job {
+            run: Box::new(move |txn| {
+                let out = f(txn);
+                let internal = matches!(out, Err(Error::Index(_) | Error::Io(_)));
+                let report: Box<dyn FnOnce(Result<(), String>) + Send> =
+                    Box::new(move |committed| {
+                        let _ = tx.send(committed.map_err(Error::Index).and(out));
+                    });
+                (internal, report)
+            }),
+            fail: Box::new(move |e| {
+                let _ = fail_tx.send(Err(Error::Index(e)));
+            }),
+        };
+        let stopped = || Error::Index("the index writer has stopped".into());
+        self.jobs.send(job).map_err(|_| stopped())?;
+        rx.recv().map_err(|_| stopped())?
     }
 
     /// Every blob id the index references.
@@ -173,12 +266,13 @@ impl Index {
 
     /// Records a new bucket.
     pub fn create_bucket(&self, bucket: &str) -> Result<()> {
-        self.write(|txn| {
+        let bucket = bucket.to_owned();
+        self.write(move |txn| {
             let mut t = txn.open_table(BUCKETS)?;
-            if t.get(bucket)?.is_some() {
+            if t.get(bucket.as_str())?.is_some() {
                 return Err(Error::BucketAlreadyExists);
             }
-            t.insert(bucket, now_ms())?;
+            t.insert(bucket.as_str(), now_ms())?;
             Ok(())
         })
     }
@@ -214,9 +308,10 @@ impl Index {
 
     /// Removes an empty bucket and aborts its uploads.
     pub fn delete_bucket(&self, bucket: &str) -> Result<Garbage> {
-        self.write(|txn| {
+        let bucket = bucket.to_owned();
+        self.write(move |txn| {
             let mut buckets = txn.open_table(BUCKETS)?;
-            if buckets.get(bucket)?.is_none() {
+            if buckets.get(bucket.as_str())?.is_none() {
                 return Err(Error::NoSuchBucket);
             }
             let start = format!("{bucket}/");
@@ -241,7 +336,7 @@ impl Index {
                 let upload_id = full.rsplit('\0').next().unwrap_or_default();
                 garbage.extend(remove_parts(&mut parts, upload_id)?);
             }
-            buckets.remove(bucket)?;
+            buckets.remove(bucket.as_str())?;
             Ok(garbage)
         })
     }
@@ -271,25 +366,98 @@ impl Index {
         decode(row.value())
     }
 
-    /// Commits a new object version, after `check` accepted the current one (if any).
-    /// Returns the replaced version's blobs.
+    /// The current version of an object and, for an inline object, its body — read together.
+    pub fn object_with_body(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<(ObjectRecord, Option<Vec<u8>>)> {
+        let txn = self.db.begin_read()?;
+        if txn.open_table(BUCKETS)?.get(bucket)?.is_none() {
+            return Err(Error::NoSuchBucket);
+        }
+        let k = object_key(bucket, key);
+        let record: ObjectRecord = decode(
+            txn.open_table(OBJECTS)?
+                .get(k.as_str())?
+                .ok_or(Error::NoSuchKey)?
+                .value(),
+        )?;
+        if !record.inline {
+            return Ok((record, None));
+        }
+        let body = txn
+            .open_table(INLINE)?
+            .get(k.as_str())?
+            .map(|v| v.value().to_vec());
+        match body {
+            Some(body) => Ok((record, Some(body))),
+            None => Err(Error::Index(format!(
+                "the body of inline object {k:?} is missing"
+            ))),
+        }
+    }
+
+    /// Commits a new object version (with its body when inline), after `check` accepted the
+    /// current one (if any). Returns the replaced version's blobs.
     pub fn put_object(
         &self,
         bucket: &str,
         key: &str,
         record: &ObjectRecord,
-        check: impl FnOnce(Option<&ObjectRecord>) -> Result<()>,
+        body: Option<Vec<u8>>,
+        check: impl FnOnce(Option<&ObjectRecord>) -> Result<()> + Send + 'static,
     ) -> Result<Garbage> {
         let value = encode(record)?;
-        self.write(|txn| {
-            Self::require_bucket(txn, bucket)?;
-            let mut t = txn.open_table(OBJECTS)?;
-            let k = object_key(bucket, key);
-            let current: Option<ObjectRecord> =
-                t.get(k.as_str())?.map(|v| decode(v.value())).transpose()?;
+        let (bucket, k) = (bucket.to_owned(), object_key(bucket, key));
+        self.write(move |txn| {
+            Self::require_bucket(txn, &bucket)?;
+            let current = current(txn, &k)?;
             check(current.as_ref())?;
-            t.insert(k.as_str(), value.as_slice())?;
+            store(txn, &k, &value, body.as_deref())?;
             Ok(current.map(|c| c.blobs).unwrap_or_default())
+        })
+    }
+
+    /// Copies an inline object in one transaction. `None` when the source is no longer
+    /// inline (it was replaced meanwhile); the caller copies its blobs instead.
+    pub fn copy_inline(
+        &self,
+        src: (&str, &str),
+        dst: (&str, &str),
+        attrs: Option<ObjectAttrs>,
+        check: impl FnOnce(Option<&ObjectRecord>) -> Result<()> + Send + 'static,
+    ) -> Result<Option<(ObjectRecord, Garbage)>> {
+        let (sk, dk, dst_bucket) = (
+            object_key(src.0, src.1),
+            object_key(dst.0, dst.1),
+            dst.0.to_owned(),
+        );
+        self.write(move |txn| {
+            Self::require_bucket(txn, &dst_bucket)?;
+            let Some(source) = current(txn, &sk)? else {
+                return Err(Error::NoSuchKey);
+            };
+            if !source.inline {
+                return Ok(None);
+            }
+            let body = txn
+                .open_table(INLINE)?
+                .get(sk.as_str())?
+                .map(|v| v.value().to_vec())
+                .unwrap_or_default();
+            let previous = current(txn, &dk)?;
+            check(previous.as_ref())?;
+            let record = ObjectRecord {
+                mtime: now_ms(),
+                attrs: attrs.unwrap_or_else(|| source.attrs.clone()),
+                ..source
+            };
+            store(txn, &dk, &encode(&record)?, Some(&body))?;
+            Ok(Some((
+                record,
+                previous.map(|c| c.blobs).unwrap_or_default(),
+            )))
         })
     }
 
@@ -301,10 +469,14 @@ impl Index {
         attrs: ObjectAttrs,
         expect_etag: &str,
     ) -> Result<ObjectRecord> {
-        self.write(|txn| {
-            Self::require_bucket(txn, bucket)?;
+        let (bucket, k, expect_etag) = (
+            bucket.to_owned(),
+            object_key(bucket, key),
+            expect_etag.to_owned(),
+        );
+        self.write(move |txn| {
+            Self::require_bucket(txn, &bucket)?;
             let mut t = txn.open_table(OBJECTS)?;
-            let k = object_key(bucket, key);
             let mut rec: ObjectRecord =
                 decode(t.get(k.as_str())?.ok_or(Error::NoSuchKey)?.value())?;
             if rec.etag != expect_etag {
@@ -321,13 +493,17 @@ impl Index {
 
     /// Deletes an object; returns its blobs.
     pub fn delete_object(&self, bucket: &str, key: &str) -> Result<Garbage> {
-        self.write(|txn| {
-            Self::require_bucket(txn, bucket)?;
-            let mut t = txn.open_table(OBJECTS)?;
-            let old = t
-                .remove(object_key(bucket, key).as_str())?
+        let (bucket, k) = (bucket.to_owned(), object_key(bucket, key));
+        self.write(move |txn| {
+            Self::require_bucket(txn, &bucket)?;
+            let old = txn
+                .open_table(OBJECTS)?
+                .remove(k.as_str())?
                 .map(|v| decode::<ObjectRecord>(v.value()))
                 .transpose()?;
+            if old.as_ref().is_some_and(|o| o.inline) {
+                txn.open_table(INLINE)?.remove(k.as_str())?;
+            }
             Ok(old.map(|o| o.blobs).unwrap_or_default())
         })
     }
@@ -420,10 +596,11 @@ impl Index {
             initiated: now_ms(),
             attrs,
         })?;
-        self.write(|txn| {
-            Self::require_bucket(txn, bucket)?;
+        let (bucket, uk) = (bucket.to_owned(), upload_key(bucket, key, upload_id));
+        self.write(move |txn| {
+            Self::require_bucket(txn, &bucket)?;
             txn.open_table(UPLOADS)?
-                .insert(upload_key(bucket, key, upload_id).as_str(), rec.as_slice())?;
+                .insert(uk.as_str(), rec.as_slice())?;
             Ok(())
         })
     }
@@ -467,11 +644,12 @@ impl Index {
         rec: &PartRecord,
     ) -> Result<Garbage> {
         let value = encode(rec)?;
-        self.write(|txn| {
-            Self::upload_in(txn, bucket, key, upload_id)?;
+        let (bucket, key, upload_id) = (bucket.to_owned(), key.to_owned(), upload_id.to_owned());
+        self.write(move |txn| {
+            Self::upload_in(txn, &bucket, &key, &upload_id)?;
             let mut t = txn.open_table(PARTS)?;
             let old = t
-                .insert(part_key(upload_id, part).as_str(), value.as_slice())?
+                .insert(part_key(&upload_id, part).as_str(), value.as_slice())?
                 .map(|v| decode::<PartRecord>(v.value()))
                 .transpose()?;
             Ok(old.map(|o| vec![o.blob]).unwrap_or_default())
@@ -527,9 +705,13 @@ impl Index {
             &UploadRecord,
             &[(u32, PartRecord)],
             Option<&ObjectRecord>,
-        ) -> Result<ObjectRecord>,
+        ) -> Result<ObjectRecord>
+        + Send
+        + 'static,
     ) -> Result<(ObjectRecord, Garbage)> {
-        self.write(|txn| {
+        let (bucket, key, upload_id) = (bucket.to_owned(), key.to_owned(), upload_id.to_owned());
+        self.write(move |txn| {
+            let (bucket, key, upload_id) = (bucket.as_str(), key.as_str(), upload_id.as_str());
             let upload = Self::upload_in(txn, bucket, key, upload_id)?;
             let mut parts_t = txn.open_table(PARTS)?;
             let from = part_key(upload_id, 0);
@@ -545,14 +727,10 @@ impl Index {
                     .unwrap_or_default();
                 parts.push((number, decode::<PartRecord>(v.value())?));
             }
-            let mut objects = txn.open_table(OBJECTS)?;
             let k = object_key(bucket, key);
-            let current: Option<ObjectRecord> = objects
-                .get(k.as_str())?
-                .map(|v| decode(v.value()))
-                .transpose()?;
+            let current = current(txn, &k)?;
             let record = assemble(&upload, &parts, current.as_ref())?;
-            objects.insert(k.as_str(), encode(&record)?.as_slice())?;
+            store(txn, &k, &encode(&record)?, None)?;
             let used: std::collections::HashSet<&str> =
                 record.blobs.iter().map(|b| b.id.as_str()).collect();
             let mut garbage: Garbage = parts
@@ -570,11 +748,12 @@ impl Index {
 
     /// Aborts an upload; returns its parts' blobs.
     pub fn abort(&self, bucket: &str, key: &str, upload_id: &str) -> Result<Garbage> {
-        self.write(|txn| {
-            Self::upload_in(txn, bucket, key, upload_id)?;
+        let (bucket, key, upload_id) = (bucket.to_owned(), key.to_owned(), upload_id.to_owned());
+        self.write(move |txn| {
+            Self::upload_in(txn, &bucket, &key, &upload_id)?;
             txn.open_table(UPLOADS)?
-                .remove(upload_key(bucket, key, upload_id).as_str())?;
-            remove_parts(&mut txn.open_table(PARTS)?, upload_id)
+                .remove(upload_key(&bucket, &key, &upload_id).as_str())?;
+            remove_parts(&mut txn.open_table(PARTS)?, &upload_id)
         })
     }
 
@@ -635,6 +814,25 @@ impl Index {
         }
         Ok(page)
     }
+}
+
+/// The current record under an index key.
+fn current(txn: &WriteTransaction, k: &str) -> Result<Option<ObjectRecord>> {
+    txn.open_table(OBJECTS)?
+        .get(k)?
+        .map(|v| decode(v.value()))
+        .transpose()
+}
+
+/// Writes an object record, and its body when inline (dropping an old inline body otherwise).
+fn store(txn: &WriteTransaction, k: &str, record: &[u8], body: Option<&[u8]>) -> Result<()> {
+    txn.open_table(OBJECTS)?.insert(k, record)?;
+    let mut inline = txn.open_table(INLINE)?;
+    match body {
+        Some(body) => drop(inline.insert(k, body)?),
+        None => drop(inline.remove(k)?),
+    }
+    Ok(())
 }
 
 fn remove_parts(parts: &mut Table<&str, &[u8]>, upload_id: &str) -> Result<Garbage> {

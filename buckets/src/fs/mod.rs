@@ -8,6 +8,8 @@
 //!
 //! A write streams into `tmp/`, is fsynced, renamed into `blobs/` and only then committed to
 //! the index: a crash leaves at most an unreferenced blob, which the next start deletes.
+//! Bodies of at most [`INLINE_MAX`] bytes are kept in the index itself: one commit, no file.
+//! Concurrent commits share one transaction (group commit).
 //! Multipart parts are blobs too; completing an upload references them in order, so nothing is
 //! copied. CopyObject hard-links the source's blobs.
 
@@ -17,13 +19,25 @@ mod index;
 use std::path::Path;
 use std::sync::Arc;
 
-use self::blobs::{BlobRef, Blobs};
+use self::blobs::{BlobRef, Blobs, Received};
 use self::index::{FORMAT, Index, ObjectRecord, PartRecord, now_ms};
 use crate::{
     Backend, BodyStream, BucketInfo, BucketName, ByteRange, CompletedPart, Error, ListPage,
     ListQuery, ObjectAttrs, ObjectInfo, ObjectKey, PartInfo, PartsPage, PutOptions, Result, Seal,
     UploadsPage, UploadsQuery, WriteCondition, multipart_etag, select_parts,
 };
+
+/// Bodies up to this size are stored in the index instead of a blob file.
+pub const INLINE_MAX: usize = 64 * 1024;
+
+/// A received, sealed body, not yet committed.
+struct Sealed {
+    blob: Option<BlobRef>,
+    inline: Option<bytes::Bytes>,
+    size: u64,
+    md5: String,
+    checksums: crate::Checksums,
+}
 
 /// How often a read retries when the version it found is replaced before its files open.
 const READ_RETRIES: usize = 5;
@@ -75,7 +89,7 @@ impl FsBackend {
     /// Commits a written blob with `commit`, or deletes it if the commit fails.
     async fn commit_blob<T: Send + 'static>(
         &self,
-        blob: BlobRef,
+        blob: Option<BlobRef>,
         commit: impl FnOnce(&Index) -> Result<(T, Vec<BlobRef>)> + Send + 'static,
     ) -> Result<T> {
         self.blocking(move |inner| match commit(&inner.index) {
@@ -84,28 +98,48 @@ impl FsBackend {
                 Ok(out)
             }
             Err(e) => {
-                inner.blobs.remove(std::slice::from_ref(&blob));
+                inner.blobs.remove(blob.as_slice());
                 Err(e)
             }
         })
         .await
     }
 
-    /// Receives a body into a blob and runs the seal; returns the blob, its MD5 and checksums.
+    /// Receives a body (inline when small and `inline_max` allows) and runs the seal.
     async fn receive(
         &self,
         body: BodyStream,
         seal: Option<Seal>,
-    ) -> Result<(BlobRef, String, crate::Checksums)> {
-        let written = self.inner.blobs.write(body).await?;
-        let checksums = match seal.map(|s| s(&written.md5)).transpose() {
-            Ok(c) => c.unwrap_or_default(),
-            Err(e) => {
-                self.inner.blobs.remove(std::slice::from_ref(&written.blob));
-                return Err(e);
+        inline_max: usize,
+    ) -> Result<Sealed> {
+        let (blob, inline, md5) = match self.inner.blobs.receive(body, inline_max).await? {
+            Received::Inline { body, md5 } if inline_max > 0 => (None, Some(body), md5),
+            Received::Inline { body, .. } => {
+                let written = self
+                    .inner
+                    .blobs
+                    .write(Box::pin(futures::stream::iter([Ok(body)])))
+                    .await?;
+                (Some(written.blob), None, written.md5)
             }
+            Received::Blob(written) => (Some(written.blob), None, written.md5),
         };
-        Ok((written.blob, written.md5, checksums))
+        let size = blob
+            .as_ref()
+            .map_or_else(|| inline.as_ref().map_or(0, |b| b.len() as u64), |b| b.len);
+        match seal.map(|s| s(&md5)).transpose() {
+            Ok(checksums) => Ok(Sealed {
+                blob,
+                inline,
+                size,
+                md5,
+                checksums: checksums.unwrap_or_default(),
+            }),
+            Err(e) => {
+                self.inner.blobs.remove(blob.as_slice());
+                Err(e)
+            }
+        }
     }
 }
 
@@ -147,21 +181,23 @@ impl Backend for FsBackend {
             condition,
             seal,
         } = opts;
-        let (blob, md5, checksums) = self.receive(body, seal).await?;
+        let sealed = self.receive(body, seal, INLINE_MAX).await?;
         let record = ObjectRecord {
             v: FORMAT,
-            size: blob.len,
-            etag: md5,
+            size: sealed.size,
+            etag: sealed.md5,
             mtime: now_ms(),
             attrs,
-            checksums,
+            checksums: sealed.checksums,
             parts: None,
-            blobs: vec![blob.clone()],
+            blobs: sealed.blob.iter().cloned().collect(),
+            inline: sealed.inline.is_some(),
         };
         let info = record.info();
         let (b, k) = (bucket.to_string(), key.to_string());
-        self.commit_blob(blob, move |index| {
-            let garbage = index.put_object(&b, &k, &record, |current| {
+        let inline = sealed.inline.map(|body| body.to_vec());
+        self.commit_blob(sealed.blob, move |index| {
+            let garbage = index.put_object(&b, &k, &record, inline, move |current| {
                 check(condition.as_ref(), current)
             })?;
             Ok(((), garbage))
@@ -177,11 +213,17 @@ impl Backend for FsBackend {
         range: Option<ByteRange>,
     ) -> Result<(ObjectInfo, BodyStream)> {
         for _ in 0..READ_RETRIES {
-            let record = self.inner.index.object(bucket.as_str(), key.as_str())?;
+            let (record, body) = self
+                .inner
+                .index
+                .object_with_body(bucket.as_str(), key.as_str())?;
             let (offset, len) = match range {
                 Some(r) => r.resolve(record.size)?,
                 None => (0, record.size),
             };
+            if let Some(body) = body {
+                return Ok((record.info(), blobs::read_inline(body, offset, len)));
+            }
             match self.inner.blobs.open_all(&record.blobs) {
                 Ok(files) => return Ok((record.info(), blobs::read_range(files, offset, len)?)),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -228,6 +270,21 @@ impl Backend for FsBackend {
                     let attrs = attrs.clone().unwrap_or_else(|| source.attrs.clone());
                     return Ok(i.index.update_attrs(&db, &dk, attrs, &source.etag)?.info());
                 }
+                if source.inline {
+                    let condition = condition.clone();
+                    match i.index.copy_inline(
+                        (&sb, &sk),
+                        (&db, &dk),
+                        attrs.clone(),
+                        move |current| check(condition.as_ref(), current),
+                    )? {
+                        Some((record, garbage)) => {
+                            i.blobs.remove(&garbage);
+                            return Ok(record.info());
+                        }
+                        None => continue,
+                    }
+                }
                 let mut linked = Vec::with_capacity(source.blobs.len());
                 let mut replaced = false;
                 for b in &source.blobs {
@@ -253,7 +310,8 @@ impl Backend for FsBackend {
                     blobs: linked.clone(),
                     ..source
                 };
-                return match i.index.put_object(&db, &dk, &record, |current| {
+                let condition = condition.clone();
+                return match i.index.put_object(&db, &dk, &record, None, move |current| {
                     check(condition.as_ref(), current)
                 }) {
                     Ok(garbage) => {
@@ -302,7 +360,13 @@ impl Backend for FsBackend {
         self.inner
             .index
             .check_upload(bucket.as_str(), key.as_str(), upload_id)?;
-        let (blob, md5, checksums) = self.receive(body, seal).await?;
+        let Sealed {
+            blob,
+            md5,
+            checksums,
+            ..
+        } = self.receive(body, seal, 0).await?;
+        let blob = blob.expect("parts are always blobs");
         let record = PartRecord {
             v: FORMAT,
             etag: md5.clone(),
@@ -318,7 +382,7 @@ impl Backend for FsBackend {
             checksums,
         };
         let (b, k, id) = (bucket.to_string(), key.to_string(), upload_id.to_owned());
-        self.commit_blob(blob, move |index| {
+        self.commit_blob(Some(blob), move |index| {
             Ok(((), index.put_part(&b, &k, &id, part, &record)?))
         })
         .await?;
@@ -356,40 +420,43 @@ impl Backend for FsBackend {
         let (b, k, id) = (bucket.to_string(), key.to_string(), upload_id.to_owned());
         let requested = parts.to_vec();
         self.blocking(move |i| {
-            let (record, garbage) = i.index.complete(&b, &k, &id, |upload, stored, current| {
-                check(condition.as_ref(), current)?;
-                let infos: Vec<PartInfo> = stored
-                    .iter()
-                    .map(|(n, p)| PartInfo {
-                        number: *n,
-                        etag: p.etag.clone(),
-                        size: p.blob.len,
-                        last_modified: std::time::SystemTime::UNIX_EPOCH,
-                        checksums: p.checksums.clone(),
-                    })
-                    .collect();
-                let chosen = select_parts(&requested, &infos)?;
-                let blobs: Vec<BlobRef> = chosen
-                    .iter()
-                    .map(|c| {
-                        stored
+            let (record, garbage) =
+                i.index
+                    .complete(&b, &k, &id, move |upload, stored, current| {
+                        check(condition.as_ref(), current)?;
+                        let infos: Vec<PartInfo> = stored
                             .iter()
-                            .find(|(n, _)| *n == c.number)
-                            .map(|(_, p)| p.blob.clone())
-                            .expect("chosen parts are stored")
-                    })
-                    .collect();
-                Ok(ObjectRecord {
-                    v: FORMAT,
-                    size: blobs.iter().map(|b| b.len).sum(),
-                    etag: multipart_etag(chosen.iter().map(|c| c.etag.as_str())),
-                    mtime: now_ms(),
-                    attrs: upload.attrs.clone(),
-                    checksums: crate::Checksums::default(),
-                    parts: Some(u32::try_from(chosen.len()).expect("at most 10000 parts")),
-                    blobs,
-                })
-            })?;
+                            .map(|(n, p)| PartInfo {
+                                number: *n,
+                                etag: p.etag.clone(),
+                                size: p.blob.len,
+                                last_modified: std::time::SystemTime::UNIX_EPOCH,
+                                checksums: p.checksums.clone(),
+                            })
+                            .collect();
+                        let chosen = select_parts(&requested, &infos)?;
+                        let blobs: Vec<BlobRef> = chosen
+                            .iter()
+                            .map(|c| {
+                                stored
+                                    .iter()
+                                    .find(|(n, _)| *n == c.number)
+                                    .map(|(_, p)| p.blob.clone())
+                                    .expect("chosen parts are stored")
+                            })
+                            .collect();
+                        Ok(ObjectRecord {
+                            v: FORMAT,
+                            size: blobs.iter().map(|b| b.len).sum(),
+                            etag: multipart_etag(chosen.iter().map(|c| c.etag.as_str())),
+                            mtime: now_ms(),
+                            attrs: upload.attrs.clone(),
+                            checksums: crate::Checksums::default(),
+                            parts: Some(u32::try_from(chosen.len()).expect("at most 10000 parts")),
+                            blobs,
+                            inline: false,
+                        })
+                    })?;
             i.blobs.remove(&garbage);
             Ok(record.info())
         })
