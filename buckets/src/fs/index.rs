@@ -143,13 +143,17 @@ pub struct Index {
     jobs: Sender<Job>,
 }
 
+/// Tells one writer how its batch ended.
+type Report = Box<dyn FnOnce(Result<(), String>) + Send>;
+
+/// Applies one write inside the shared transaction.
+type Apply = Box<dyn FnOnce(&WriteTransaction) -> (bool, Report) + Send>;
+
 /// One write queued for the committer: `run` applies it inside the shared transaction and
 /// returns whether it failed internally (which aborts the batch) and how to report the
 /// outcome; `fail` reports an error when no transaction could be started.
 struct Job {
-    run: Box<
-        dyn FnOnce(&WriteTransaction) -> (bool, Box<dyn FnOnce(Result<(), String>) + Send>) + Send,
-    >,
+    run: Apply,
     fail: Box<dyn FnOnce(String) + Send>,
 }
 
