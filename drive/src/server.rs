@@ -102,11 +102,22 @@ async fn handle(
     let id = request_id();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let bytes_in = req
+    let header_u64 = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    let bytes_in = header_u64("x-amz-decoded-content-length")
+        .or_else(|| header_u64(header::CONTENT_LENGTH.as_str()));
+    // botocore before 1.44 (bundled in aws-cli 1.x) misreads the response that follows an
+    // empty upload sent with `Expect: 100-continue` on the same connection; closing that
+    // connection keeps such clients working (Ceph's gateway does the same).
+    let close_after = req
         .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+        && header_u64(header::CONTENT_LENGTH.as_str()) == Some(0);
 
     let (operation, mut response) = match (internal_route(&req), is_signed(&req)) {
         (Some(route), false) => (route.to_owned(), internal(&state, route)),
@@ -140,10 +151,15 @@ async fn handle(
     };
 
     stamp_request_id(&mut response, &id);
+    if close_after {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     let status = response.status();
-    let bytes_out = response
-        .headers()
-        .get(header::CONTENT_LENGTH)
+    let bytes_out = (method != Method::HEAD)
+        .then(|| response.headers().get(header::CONTENT_LENGTH))
+        .flatten()
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let elapsed = started.elapsed();
@@ -204,7 +220,8 @@ fn internal(state: &State, route: &str) -> Response<ResponseBody> {
         .expect("static response")
 }
 
-/// Adds the request id header, and the `RequestId` element to S3 error documents.
+/// Adds the request id header, and completes S3 error documents with the `RequestId` and,
+/// where the protocol layer left it out, the `Message` S3 would send.
 fn stamp_request_id(response: &mut Response<ResponseBody>, id: &str) {
     if let Ok(v) = HeaderValue::from_str(id) {
         response.headers_mut().insert("x-amz-request-id", v.clone());
@@ -219,11 +236,25 @@ fn stamp_request_id(response: &mut Response<ResponseBody>, id: &str) {
     let Ok(text) = std::str::from_utf8(&xml) else {
         return;
     };
-    if text.contains("<RequestId>") {
+    let Some(at) = text.rfind("</Error>") else {
         return;
+    };
+    let mut extra = String::new();
+    if !text.contains("<Message>") {
+        let code = text
+            .split_once("<Code>")
+            .and_then(|(_, rest)| rest.split_once("</Code>"))
+            .map_or("", |(c, _)| c);
+        extra.push_str(&format!(
+            "<Message>{}</Message>",
+            crate::s3::default_message(code)
+        ));
     }
-    if let Some(at) = text.rfind("</Error>") {
-        let stamped = format!("{}<RequestId>{id}</RequestId>{}", &text[..at], &text[at..]);
+    if !text.contains("<RequestId>") {
+        extra.push_str(&format!("<RequestId>{id}</RequestId>"));
+    }
+    if !extra.is_empty() {
+        let stamped = format!("{}{extra}{}", &text[..at], &text[at..]);
         response.headers_mut().remove(header::CONTENT_LENGTH);
         *response.body_mut() = s3s::Body::from(stamped);
     }

@@ -32,6 +32,7 @@ REPO = Path(__file__).resolve().parents[2]
 ACCESS_KEY = "testaccess"
 SECRET_KEY = "testsecret123"
 REGION = "us-east-1"
+AWS_READ_TIMEOUT = 20
 
 # Variables removed from the environment of the tests and of every client
 # they run: CA bundles (rclone refuses AWS_CA_BUNDLE for http endpoints),
@@ -122,7 +123,10 @@ def client_env_base(tmp_path_factory) -> dict:
     and used as the base of every subprocess client's environment."""
     cfg_dir = tmp_path_factory.mktemp("aws-config")
     config_file = cfg_dir / "config"
-    config_file.write_text(f"[default]\nregion = {REGION}\n")
+    # No retries: a retry would hide a failed or stalled request.
+    config_file.write_text(
+        f"[default]\nregion = {REGION}\nretry_mode = standard\nmax_attempts = 1\n"
+    )
     creds_file = cfg_dir / "credentials"
     creds_file.write_text("")
 
@@ -272,24 +276,24 @@ def client_env(drive, client_env_base) -> dict:
     return dict(client_env_base)
 
 
-def make_client(drive: DriveServer, **s3_config):
+def make_client(drive: DriveServer, s3_config=None, **config):
+    """boto3 S3 client: path style, no retries; `config` overrides other
+    botocore Config settings."""
     s3 = {"addressing_style": "path"}
-    s3.update(s3_config)
+    s3.update(s3_config or {})
+    settings = dict(
+        s3=s3,
+        retries={"max_attempts": 1},
+        connect_timeout=10,
+        read_timeout=60,
+        max_pool_connections=32,
+    )
+    settings.update(config)
     return boto3.session.Session(
         aws_access_key_id=drive.access_key,
         aws_secret_access_key=drive.secret_key,
         region_name=drive.region,
-    ).client(
-        "s3",
-        endpoint_url=drive.endpoint,
-        config=Config(
-            s3=s3,
-            retries={"max_attempts": 1},
-            connect_timeout=10,
-            read_timeout=120,
-            max_pool_connections=32,
-        ),
-    )
+    ).client("s3", endpoint_url=drive.endpoint, config=Config(**settings))
 
 
 @pytest.fixture(scope="session")
@@ -319,7 +323,15 @@ def aws(client_env, drive, tmp_path):
     check=True (default) fails the test with the CLI's output."""
 
     def run(*args, check=True, timeout=120, env=None):
-        cmd = ["aws", "--endpoint-url", drive.endpoint, *map(str, args)]
+        cmd = [
+            "aws",
+            "--endpoint-url",
+            drive.endpoint,
+            # Bounds a stalled request (aws-cli's default is 60 s).
+            "--cli-read-timeout",
+            str(AWS_READ_TIMEOUT),
+            *map(str, args),
+        ]
         p = subprocess.run(
             cmd,
             env=env or client_env,

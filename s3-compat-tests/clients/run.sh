@@ -10,5 +10,5 @@ tools_dir="${DRIVE_TOOLS_DIR:-$HOME/.cache/drive-tools}"
 
 bash "$here/setup.sh" || { echo "run: setup.sh failed" >&2; exit 2; }
 
-"$tools_dir/venv/bin/python" -m pytest -q -p no:cacheprovider "$here" "$@"
+PYTHONDONTWRITEBYTECODE=1 "$tools_dir/venv/bin/python" -m pytest -q -p no:cacheprovider "$here" "$@"
 exit $?

@@ -12,11 +12,42 @@ req="$here/requirements.txt"
 stamp="$venv/.drive-requirements.sha256"
 python="${PYTHON:-python3}"
 
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+apt_updated=""
+
+# apt_install PACKAGE...: apt-get install, running apt-get update first only
+# when the package lists don't know a package (or the install failed once).
+apt_install() {
+    local pkg
+    for pkg in "$@"; do
+        if [ -z "$apt_updated" ] && ! apt-cache show "$pkg" >/dev/null 2>&1; then
+            echo "setup: apt-get update"
+            $sudo apt-get update -qq
+            apt_updated=1
+        fi
+    done
+    echo "setup: apt-get install $*"
+    if ! DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null; then
+        [ -n "$apt_updated" ] && return 1
+        echo "setup: apt-get install failed, retrying after apt-get update"
+        $sudo apt-get update -qq
+        apt_updated=1
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
+    fi
+}
+
 mkdir -p "$tools_dir"
 
-if [ ! -x "$venv/bin/python" ]; then
+if ! "$venv/bin/python" -m pip --version >/dev/null 2>&1; then
     echo "setup: creating venv in $venv"
-    "$python" -m venv "$venv"
+    rm -rf "$venv"
+    if ! "$python" -m venv "$venv" >/dev/null 2>&1; then
+        # Debian's own python3 needs python3-venv for ensurepip.
+        rm -rf "$venv"
+        apt_install python3-venv
+        "$python" -m venv "$venv"
+    fi
 fi
 
 want="$(sha256sum "$req" | cut -d' ' -f1)"
@@ -31,17 +62,6 @@ else
 fi
 
 if ! command -v rclone >/dev/null 2>&1; then
-    sudo=""
-    if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
-    if ! apt-cache show rclone >/dev/null 2>&1; then
-        echo "setup: apt-get update"
-        $sudo apt-get update -qq
-    fi
-    echo "setup: installing rclone with apt-get"
-    if ! DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq rclone >/dev/null; then
-        echo "setup: apt-get install failed, retrying after apt-get update"
-        $sudo apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq rclone >/dev/null
-    fi
+    apt_install rclone
 fi
 echo "setup: rclone $(rclone version 2>/dev/null | head -n1 | awk '{print $2}'), $("$venv/bin/aws" --version 2>&1)"

@@ -18,7 +18,6 @@ from clientlib import (
     multipart_etag,
     multipart_etag_of_parts,
     random_bytes,
-    read_tree,
     write,
 )
 from conftest import http_get
@@ -111,6 +110,39 @@ def test_sync_tree_up_and_down(aws, bucket, tmp_path):
     assert_same_tree(dst2, files)
 
 
+def test_sync_empty_file_then_more_on_one_connection(aws, bucket, tmp_path, client_env):
+    """aws-cli sends `Expect: 100-continue` with every upload, empty files
+    included. When a server answers the empty upload without a `100 Continue`
+    and keeps the connection open, botocore parses the next response on that
+    connection with the stale status line (boto/botocore#3755) and the next
+    upload stalls until the read timeout. With one request at a time, every
+    upload after the empty file reuses its connection."""
+    cfg = write(
+        tmp_path / "aws-config-seq",
+        b"[default]\nregion = us-east-1\nmax_attempts = 1\n"
+        b"s3 =\n    max_concurrent_requests = 1\n",
+    )
+    env = dict(client_env, AWS_CONFIG_FILE=str(cfg))
+    src = tmp_path / "src"
+    files = {
+        "0-first.txt": b"first\n",
+        "1-empty.txt": b"",
+        "2-after.txt": b"after the empty one\n",
+        "3-last.txt": b"last\n" * 100,
+    }
+    for rel, data in files.items():
+        write(src / rel, data)
+
+    started = time.monotonic()
+    aws("s3", "sync", src, f"s3://{bucket}/seq/", "--only-show-errors", env=env)
+    elapsed = time.monotonic() - started
+    assert elapsed < 15, f"sync took {elapsed:.1f} s"
+
+    dst = tmp_path / "dst"
+    aws("s3", "sync", f"s3://{bucket}/seq/", dst, "--only-show-errors", env=env)
+    assert_same_tree(dst, files)
+
+
 def test_ls(aws, s3, bucket):
     s3.put_object(Bucket=bucket, Key="top.txt", Body=b"12345")
     s3.put_object(Bucket=bucket, Key="dir/a.txt", Body=b"a" * 10)
@@ -145,8 +177,9 @@ def test_ls(aws, s3, bucket):
 
 def test_rm_recursive(aws, s3, bucket, tmp_path):
     src = tmp_path / "src"
-    make_tree(src)
-    aws("s3", "sync", src, f"s3://{bucket}/tree/", "--only-show-errors")
+    files = make_tree(src)
+    for rel, data in files.items():  # (boto3: this test is about `rm`)
+        s3.put_object(Bucket=bucket, Key=f"tree/{rel}", Body=data)
     s3.put_object(Bucket=bucket, Key="keep/me.txt", Body=b"keep")
     s3.put_object(Bucket=bucket, Key="tree-sibling.txt", Body=b"sibling")
 
@@ -154,7 +187,7 @@ def test_rm_recursive(aws, s3, bucket, tmp_path):
     deleted = [
         l for l in re.split(r"[\r\n]+", out.stdout) if l.startswith("delete: s3://")
     ]
-    assert len(deleted) == len(read_tree(src)), out.stdout
+    assert len(deleted) == len(files), out.stdout
 
     left = s3.list_objects_v2(Bucket=bucket)
     assert sorted(o["Key"] for o in left.get("Contents", [])) == [
@@ -197,7 +230,8 @@ def test_presign(aws, s3, bucket, tmp_path, client_env, sigver):
     if sigver == "v4":
         cfg = write(
             tmp_path / "aws-config-v4",
-            b"[default]\nregion = us-east-1\ns3 =\n    signature_version = s3v4\n",
+            b"[default]\nregion = us-east-1\nmax_attempts = 1\n"
+            b"s3 =\n    signature_version = s3v4\n",
         )
         env = dict(client_env, AWS_CONFIG_FILE=str(cfg))
 
@@ -355,3 +389,20 @@ def test_s3api_multipart_abort(aws, bucket, tmp_path):
 
     r = aws("s3api", "head-object", "--bucket", bucket, "--key", key, check=False)
     assert r.returncode != 0 and "404" in r.stderr, r.stderr
+
+
+def test_error_messages(aws, bucket, tmp_path):
+    """aws-cli prints the error's Code and Message; S3 always sends a
+    Message (without one the CLI shows 'Unknown')."""
+    r = aws(
+        "s3api", "get-object", "--bucket", bucket, "--key", "no/such/key",
+        tmp_path / "out", check=False,
+    )
+    assert r.returncode != 0
+    assert "(NoSuchKey)" in r.stderr, r.stderr
+    assert not r.stderr.rstrip().endswith(": Unknown"), r.stderr
+
+    r = aws("s3api", "create-bucket", "--bucket", "ab", check=False)
+    assert r.returncode != 0
+    assert "(InvalidBucketName)" in r.stderr, r.stderr
+    assert not r.stderr.rstrip().endswith(": Unknown"), r.stderr

@@ -74,7 +74,22 @@ pub fn signed(
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
-    let mut req = req.body(Full::new(body.clone())).expect("valid request");
+    for (k, v) in signature(method, url, headers, Some(&body), access_key, secret_key) {
+        req = req.header(k, v);
+    }
+    req.body(Full::new(body)).expect("valid request")
+}
+
+/// The headers that sign a request: `x-amz-date`, `x-amz-content-sha256` (the body's hash,
+/// or `UNSIGNED-PAYLOAD` when `body` is `None`) and `authorization`.
+pub fn signature(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+    access_key: &str,
+    secret_key: &str,
+) -> Vec<(String, String)> {
     let identity = Credentials::new(access_key, secret_key, None, None, "raw").into();
     let mut settings = SigningSettings::default();
     settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
@@ -90,24 +105,13 @@ pub fn signed(
         .build()
         .expect("signing params")
         .into();
-    let header_pairs: Vec<(String, String)> = req
-        .headers()
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_owned(),
-                v.to_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect();
-    let signable = SignableRequest::new(
-        method,
-        url,
-        header_pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-        SignableBody::Bytes(&body),
-    )
-    .expect("signable");
+    let payload = body.map_or(SignableBody::UnsignedPayload, SignableBody::Bytes);
+    let signable =
+        SignableRequest::new(method, url, headers.iter().copied(), payload).expect("signable");
     let (instructions, _) = sign(signable, &params).expect("sign").into_parts();
-    instructions.apply_to_request_http1x(&mut req);
-    req
+    let (added, _) = instructions.into_parts();
+    added
+        .into_iter()
+        .map(|h| (h.name().to_owned(), h.value().to_owned()))
+        .collect()
 }

@@ -41,7 +41,7 @@ pub fn attrs(
 ) -> ObjectAttrs {
     ObjectAttrs {
         content_type,
-        content_encoding,
+        content_encoding: content_encoding.and_then(|e| without_aws_chunked(&e)),
         content_disposition,
         content_language,
         cache_control,
@@ -56,6 +56,17 @@ pub fn attrs(
             .map(|(k, v)| (k.to_ascii_lowercase(), v))
             .collect(),
     }
+}
+
+/// A `Content-Encoding` without the `aws-chunked` transfer framing that SDKs add for
+/// streaming uploads (S3 does not store it); `None` when nothing else is left.
+fn without_aws_chunked(encoding: &str) -> Option<String> {
+    let kept: Vec<&str> = encoding
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case("aws-chunked"))
+        .collect();
+    (!kept.is_empty()).then(|| kept.join(","))
 }
 
 /// `Expires` as a timestamp again.
@@ -145,5 +156,24 @@ impl ReadConditions<'_> {
             return Err(e);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aws_chunked_is_not_a_stored_encoding() {
+        assert_eq!(without_aws_chunked("aws-chunked"), None);
+        assert_eq!(
+            without_aws_chunked("gzip,aws-chunked").as_deref(),
+            Some("gzip")
+        );
+        assert_eq!(
+            without_aws_chunked("aws-chunked, br").as_deref(),
+            Some("br")
+        );
+        assert_eq!(without_aws_chunked("gzip").as_deref(), Some("gzip"));
     }
 }

@@ -16,6 +16,8 @@ use buckets::Backend;
 use s3s::dto::*;
 use s3s::{S3, S3Request, S3Response, S3Result};
 
+pub use self::error::default_message;
+
 /// The S3 front door over one backend.
 #[derive(Clone)]
 pub struct Drive {

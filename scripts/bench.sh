@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Benchmarks Drive side by side with s3s-fs (the same protocol library over the same disk)
+# and the raw disk (dd with fdatasync), in one sitting: ROUNDS rounds, medians reported.
+# Usage: scripts/bench.sh [ROUNDS]   (default 3; results in $BENCH_OUT, default ./bench-results)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds="${1:-3}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/drive-target}"
+tools="${DRIVE_TOOLS_DIR:-$HOME/.cache/drive-tools}"
+out="${BENCH_OUT:-$PWD/bench-results}"
+work="$(mktemp -d "${BENCH_DIR:-/tmp}/drive-bench.XXXXXX")"
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$out"
+rm -f "$out"/*.txt
+
+cargo build --release --locked -p drive -p s3-compat-tests --bin drive --bin s3bench
+[ -x "$tools/bin/s3s-fs" ] || cargo install s3s-fs@0.14.1 --features binary --locked --root "$tools"
+bench="$CARGO_TARGET_DIR/release/s3bench"
+key=bench-access
+secret=bench-secret-key
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() {
+    for _ in $(seq 1 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "server on port $1 did not start" >&2
+    return 1
+}
+
+run_server() { # name, then the command (with PORT and DATA placeholders substituted)
+    local name="$1" round="$2"
+    shift 2
+    local port data pid
+    port="$(free_port)"
+    data="$work/$name-$round"
+    mkdir -p "$data"
+    "${@//@PORT@/$port}" >"$work/$name.log" 2>&1 &
+    pid=$!
+    wait_port "$port"
+    echo "round $round: $name"
+    "$bench" "http://127.0.0.1:$port" "$key" "$secret" | tee "$out/$name-$round.txt"
+    kill -TERM "$pid"
+    wait "$pid" || true
+    rm -rf "$data"
+}
+
+for round in $(seq 1 "$rounds"); do
+    DRIVE_ROOT_ACCESS_KEY=$key DRIVE_ROOT_SECRET_KEY=$secret DRIVE_LOG=warn \
+        run_server drive "$round" "$CARGO_TARGET_DIR/release/drive" serve --listen 127.0.0.1:@PORT@ --data-dir "$work/drive-$round"
+    run_server s3s-fs "$round" "$tools/bin/s3s-fs" --host 127.0.0.1 --port @PORT@ --access-key $key --secret-key $secret "$work/s3s-fs-$round"
+    echo "round $round: raw disk"
+    head -c $((256 * 1024 * 1024)) /dev/urandom >"$work/src"
+    w=$(dd if="$work/src" of="$work/dd" bs=1M conv=fdatasync 2>&1 | awk '/copied/ {print $(NF-1), $NF}')
+    r=$(dd if="$work/dd" of=/dev/null bs=1M 2>&1 | awk '/copied/ {print $(NF-1), $NF}')
+    python3 - "$w" "$r" >"$out/disk-$round.txt" <<'PY'
+import sys
+def mib(v):
+    n, unit = v.split()
+    scale = {"kB/s": 1e3, "MB/s": 1e6, "GB/s": 1e9}[unit]
+    return float(n) * scale / 2**20
+print(f"put_256m {mib(sys.argv[1]):.3f} MiB/s")
+print(f"get_256m {mib(sys.argv[2]):.3f} MiB/s")
+PY
+    cat "$out/disk-$round.txt"
+    rm -f "$work/src" "$work/dd"
+done
+
+python3 - "$out" <<'PY'
+import glob, os, statistics, sys
+out = sys.argv[1]
+res = {}
+units = {}
+for path in glob.glob(os.path.join(out, "*.txt")):
+    name = os.path.basename(path).rsplit("-", 1)[0]
+    for line in open(path):
+        metric, value, unit = line.split()
+        res.setdefault(metric, {}).setdefault(name, []).append(float(value))
+        units[metric] = unit
+order = ["put_4k_c1", "get_4k_c1", "get_4k_c1_p50", "put_4k_c32", "get_4k_c32", "put_1m_c8", "get_1m_c8",
+         "put_256m", "get_256m", "multipart_1g_c4", "list_10k"]
+print("\n| metric | unit | Drive | s3s-fs 0.14.1 | raw disk (dd) |")
+print("|---|---|---|---|---|")
+for m in order:
+    cells = []
+    for who in ["drive", "s3s-fs", "disk"]:
+        v = res.get(m, {}).get(who)
+        cells.append(f"{statistics.median(v):.2f}" if v else "—")
+    print(f"| {m} | {units.get(m, '')} | " + " | ".join(cells) + " |")
+PY
