@@ -1484,6 +1484,78 @@ pub async fn authentication(ctx: &Ctx) {
     assert_eq!(get(ctx, &b, "uploaded").await, b"via presigned put");
 }
 
+/// SigV4 streaming payloads (`aws-chunked` with a signature per chunk) and
+/// `UNSIGNED-PAYLOAD`; a tampered chunk is refused and stores nothing.
+pub async fn payload_signing(ctx: &Ctx) {
+    let b = ctx.bucket("stream").await;
+    let url = format!("{}/{b}/chunked", ctx.endpoint);
+    let chunks: [&[u8]; 3] = [&[b'a'; 70_000], &[b'b'; 65_536], b"tail"];
+    let r = send(sign::streaming_signed_put(
+        &url,
+        &chunks,
+        false,
+        &ctx.access_key,
+        &ctx.secret_key,
+    ))
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(get(ctx, &b, "chunked").await, chunks.concat());
+    let head = ctx
+        .client
+        .head_object()
+        .bucket(&b)
+        .key("chunked")
+        .send()
+        .await
+        .expect("head");
+    assert_eq!(
+        head.content_encoding(),
+        None,
+        "aws-chunked is framing, not a stored encoding"
+    );
+
+    let url = format!("{}/{b}/tampered", ctx.endpoint);
+    let r = send(sign::streaming_signed_put(
+        &url,
+        &chunks,
+        true,
+        &ctx.access_key,
+        &ctx.secret_key,
+    ))
+    .await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (403, "SignatureDoesNotMatch"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(
+        failure(
+            ctx.client
+                .head_object()
+                .bucket(&b)
+                .key("tampered")
+                .send()
+                .await
+        )
+        .1,
+        404
+    );
+
+    let url = format!("{}/{b}/unsigned", ctx.endpoint);
+    let mut req = http::Request::put(&url);
+    for (k, v) in sign::signature("PUT", &url, &[], None, &ctx.access_key, &ctx.secret_key) {
+        req = req.header(k, v);
+    }
+    let r = send(
+        req.body(Full::new(Bytes::from_static(b"unsigned payload")))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(get(ctx, &b, "unsigned").await, b"unsigned payload");
+}
+
 /// Health, readiness and metrics are served unsigned beside S3.
 pub async fn operations_endpoints(ctx: &Ctx) {
     let b = ctx.bucket("ops").await;

@@ -90,6 +90,29 @@ pub fn signature(
     access_key: &str,
     secret_key: &str,
 ) -> Vec<(String, String)> {
+    let payload = body.map_or(SignableBody::UnsignedPayload, SignableBody::Bytes);
+    sign_with(
+        method,
+        url,
+        headers,
+        payload,
+        SystemTime::now(),
+        access_key,
+        secret_key,
+    )
+    .0
+}
+
+/// Signs a request and returns the headers to add and the signature itself.
+fn sign_with(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    payload: SignableBody<'_>,
+    time: SystemTime,
+    access_key: &str,
+    secret_key: &str,
+) -> (Vec<(String, String)>, String) {
     let identity = Credentials::new(access_key, secret_key, None, None, "raw").into();
     let mut settings = SigningSettings::default();
     settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
@@ -100,18 +123,99 @@ pub fn signature(
         .identity(&identity)
         .region("us-east-1")
         .name("s3")
-        .time(SystemTime::now())
+        .time(time)
         .settings(settings)
         .build()
         .expect("signing params")
         .into();
-    let payload = body.map_or(SignableBody::UnsignedPayload, SignableBody::Bytes);
     let signable =
         SignableRequest::new(method, url, headers.iter().copied(), payload).expect("signable");
-    let (instructions, _) = sign(signable, &params).expect("sign").into_parts();
+    let (instructions, signature) = sign(signable, &params).expect("sign").into_parts();
     let (added, _) = instructions.into_parts();
-    added
-        .into_iter()
-        .map(|h| (h.name().to_owned(), h.value().to_owned()))
-        .collect()
+    (
+        added
+            .into_iter()
+            .map(|h| (h.name().to_owned(), h.value().to_owned()))
+            .collect(),
+        signature,
+    )
+}
+
+/// A PUT whose body is sent as `aws-chunked` with a chained signature on every chunk
+/// (`STREAMING-AWS4-HMAC-SHA256-PAYLOAD`). With `tamper`, the last data chunk's signature
+/// is wrong.
+pub fn streaming_signed_put(
+    url: &str,
+    chunks: &[&[u8]],
+    tamper: bool,
+    access_key: &str,
+    secret_key: &str,
+) -> http::Request<Full<Bytes>> {
+    const STREAMING: &str = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD";
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let sha256 = |b: &[u8]| {
+        use sha2::Digest as _;
+        hex(&sha2::Sha256::digest(b))
+    };
+    let decoded: usize = chunks.iter().map(|c| c.len()).sum();
+    // Each chunk: hex length, ";chunk-signature=" + 64 hex digits, CRLF, data, CRLF.
+    let frame = |len: usize| format!("{len:x}").len() + 17 + 64 + 2 + len + 2;
+    let encoded: usize = chunks.iter().map(|c| frame(c.len())).sum::<usize>() + frame(0);
+    let (decoded_s, encoded_s) = (decoded.to_string(), encoded.to_string());
+    let headers = [
+        ("content-encoding", "aws-chunked"),
+        ("x-amz-decoded-content-length", decoded_s.as_str()),
+        ("content-length", encoded_s.as_str()),
+    ];
+    let time = SystemTime::now();
+    let (added, seed) = sign_with(
+        "PUT",
+        url,
+        &headers,
+        SignableBody::Precomputed(STREAMING.into()),
+        time,
+        access_key,
+        secret_key,
+    );
+    let date_time = added
+        .iter()
+        .find(|(k, _)| k == "x-amz-date")
+        .map(|(_, v)| v.clone())
+        .expect("x-amz-date");
+    let scope = format!("{}/us-east-1/s3/aws4_request", &date_time[..8]);
+    let key = v4::generate_signing_key(secret_key, time, "us-east-1", "s3");
+    let empty = sha256(b"");
+    let mut previous = seed;
+    let mut body = Vec::with_capacity(encoded);
+    for (i, chunk) in chunks
+        .iter()
+        .copied()
+        .chain(std::iter::once(&[][..]))
+        .enumerate()
+    {
+        let to_sign = format!(
+            "AWS4-HMAC-SHA256-PAYLOAD\n{date_time}\n{scope}\n{previous}\n{empty}\n{}",
+            sha256(chunk)
+        );
+        let mut signature = v4::calculate_signature(key.as_ref(), to_sign.as_bytes());
+        if tamper && i + 1 == chunks.len() {
+            signature = "0".repeat(64);
+        }
+        body.extend_from_slice(
+            format!("{:x};chunk-signature={signature}\r\n", chunk.len()).as_bytes(),
+        );
+        body.extend_from_slice(chunk);
+        body.extend_from_slice(b"\r\n");
+        previous = signature;
+    }
+    let mut req = http::Request::put(url);
+    for (k, v) in headers
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .chain(added)
+    {
+        req = req.header(k, v);
+    }
+    req.body(Full::new(Bytes::from(body)))
+        .expect("valid request")
 }

@@ -26,6 +26,7 @@ suite!(
     multipart,
     checksums,
     authentication,
+    payload_signing,
     operations_endpoints,
 );
 

@@ -31,13 +31,7 @@ pub fn s3(e: buckets::Error) -> S3Error {
             Ok(d) => d.to_s3(),
             Err(other) => S3Error::with_message(S3ErrorCode::InvalidRequest, other.to_string()),
         },
-        E::Body(io) => {
-            tracing::info!(error = %io, "request body could not be read");
-            S3Error::with_message(
-                S3ErrorCode::IncompleteBody,
-                "The request body could not be read in full.",
-            )
-        }
+        E::Body(io) => body_error(&io),
         e @ (E::Io(_) | E::Index(_)) => {
             tracing::error!(error = %e, "storage failure");
             s3_error!(
@@ -46,6 +40,23 @@ pub fn s3(e: buckets::Error) -> S3Error {
             )
         }
     }
+}
+
+/// The S3 error for a request body that could not be read. s3s reports a bad chunk
+/// signature in an `aws-chunked` body through an error type it does not export, so it is
+/// recognized by its message.
+fn body_error(io: &std::io::Error) -> S3Error {
+    let inner = io
+        .get_ref()
+        .map_or_else(|| io.to_string(), ToString::to_string);
+    if inner.contains("SignatureMismatch") {
+        return with_default(S3ErrorCode::SignatureDoesNotMatch);
+    }
+    tracing::info!(error = %inner, "request body could not be read");
+    S3Error::with_message(
+        S3ErrorCode::IncompleteBody,
+        "The request body could not be read in full.",
+    )
 }
 
 fn with_default(code: S3ErrorCode) -> S3Error {
