@@ -8,6 +8,121 @@ use s3s::{S3Error, S3ErrorCode, S3Result};
 
 use super::error;
 
+/// The attributes a write request sets, from any input DTO with S3's content fields
+/// (PutObject, CopyObject, CreateMultipartUpload).
+macro_rules! write_attrs {
+    ($input:ident) => {
+        $crate::s3::convert::attrs(
+            $input.content_type,
+            $input.content_encoding,
+            $input.content_disposition,
+            $input.content_language,
+            $input.cache_control,
+            $input.expires,
+            $input.metadata,
+        )
+    };
+}
+pub(crate) use write_attrs;
+
+/// The conditional headers of a read (GetObject, HeadObject).
+macro_rules! read_conditions {
+    ($input:ident) => {
+        $crate::s3::convert::ReadConditions {
+            if_match: $input.if_match.as_ref(),
+            if_none_match: $input.if_none_match.as_ref(),
+            if_modified_since: $input.if_modified_since.as_ref(),
+            if_unmodified_since: $input.if_unmodified_since.as_ref(),
+        }
+    };
+}
+pub(crate) use read_conditions;
+
+/// The conditions on a copy's source (CopyObject, UploadPartCopy).
+macro_rules! copy_source_conditions {
+    ($input:ident) => {
+        $crate::s3::convert::ReadConditions {
+            if_match: $input.copy_source_if_match.as_ref(),
+            if_none_match: $input.copy_source_if_none_match.as_ref(),
+            if_modified_since: $input.copy_source_if_modified_since.as_ref(),
+            if_unmodified_since: $input.copy_source_if_unmodified_since.as_ref(),
+        }
+    };
+}
+pub(crate) use copy_source_conditions;
+
+/// The digests a client declared for a body (PutObject, UploadPart).
+macro_rules! declared_digests {
+    ($input:ident) => {
+        $crate::s3::digest::Declared {
+            content_md5: $input.content_md5,
+            crc32: $input.checksum_crc32,
+            crc32c: $input.checksum_crc32c,
+            sha1: $input.checksum_sha1,
+            sha256: $input.checksum_sha256,
+            crc64nvme: $input.checksum_crc64nvme,
+            algorithm: $input.checksum_algorithm,
+        }
+    };
+}
+pub(crate) use declared_digests;
+
+/// The headers GetObject and HeadObject share, built once for an object (`len` bytes of it,
+/// with `content_range` when ranged) and the request's `response-*` overrides.
+macro_rules! object_headers {
+    ($output:ident { $($field:ident: $value:expr),* $(,)? }, $input:ident, $info:ident, $len:expr, $content_range:expr, $with_checksums:expr) => {{
+        let with_checksums: bool = $with_checksums;
+        let sum = |name: &str| with_checksums.then(|| $info.checksums.get(name).cloned()).flatten();
+        $output {
+            $($field: $value,)*
+            content_length: Some(i64::try_from($len).unwrap_or(i64::MAX)),
+            content_range: $content_range,
+            accept_ranges: Some("bytes".into()),
+            last_modified: Some($crate::s3::convert::timestamp($info.last_modified)),
+            e_tag: Some($crate::s3::convert::etag(&$info.etag)),
+            metadata: $crate::s3::convert::metadata(&$info.attrs),
+            content_type: $input.response_content_type.or_else(|| $info.attrs.content_type.clone()),
+            content_encoding: $input.response_content_encoding.or_else(|| $info.attrs.content_encoding.clone()),
+            content_disposition: $input.response_content_disposition.or_else(|| $info.attrs.content_disposition.clone()),
+            content_language: $input.response_content_language.or_else(|| $info.attrs.content_language.clone()),
+            cache_control: $input.response_cache_control.or_else(|| $info.attrs.cache_control.clone()),
+            expires: $input.response_expires.or_else(|| $crate::s3::convert::expires(&$info.attrs)),
+            parts_count: $info.parts.map(|p| i32::try_from(p).unwrap_or(i32::MAX)),
+            checksum_crc32: sum("CRC32"),
+            checksum_crc32c: sum("CRC32C"),
+            checksum_sha1: sum("SHA1"),
+            checksum_sha256: sum("SHA256"),
+            checksum_crc64nvme: sum("CRC64NVME"),
+            ..Default::default()
+        }
+    }};
+}
+pub(crate) use object_headers;
+
+/// Resolves an optional range against an object of `size` bytes: offset, length, and the
+/// `Content-Range` header for ranged reads.
+pub fn resolve_range(
+    range: Option<buckets::ByteRange>,
+    size: u64,
+) -> S3Result<(u64, u64, Option<String>)> {
+    match range {
+        Some(r) => {
+            let (offset, len) = r.resolve(size).map_err(error::s3)?;
+            Ok((
+                offset,
+                len,
+                Some(format!("bytes {offset}-{}/{size}", offset + len - 1)),
+            ))
+        }
+        None => Ok((0, size, None)),
+    }
+}
+
+/// Whether the request asked for checksums (`x-amz-checksum-mode: ENABLED`).
+pub fn checksum_mode(mode: Option<&s3s::dto::ChecksumMode>) -> bool {
+    mode.is_some_and(|m| m.as_str() == s3s::dto::ChecksumMode::ENABLED)
+}
+
 /// A validated bucket name from a request.
 pub fn bucket(name: &str) -> S3Result<BucketName> {
     BucketName::new(name).map_err(error::s3)

@@ -3,7 +3,7 @@
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
-use super::convert::{self, ReadConditions, bucket, etag, key, timestamp};
+use super::convert::{bucket, copy_source_conditions, etag, key, timestamp, write_attrs};
 use super::{Drive, error};
 
 /// The bucket and key a copy reads from.
@@ -62,24 +62,8 @@ impl Drive {
             .head_object(&sb, &sk)
             .await
             .map_err(error::s3)?;
-        ReadConditions {
-            if_match: input.copy_source_if_match.as_ref(),
-            if_none_match: input.copy_source_if_none_match.as_ref(),
-            if_modified_since: input.copy_source_if_modified_since.as_ref(),
-            if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
-        }
-        .check(&source_info, true)?;
-        let attrs = replace.then(|| {
-            convert::attrs(
-                input.content_type,
-                input.content_encoding,
-                input.content_disposition,
-                input.content_language,
-                input.cache_control,
-                input.expires,
-                input.metadata,
-            )
-        });
+        copy_source_conditions!(input).check(&source_info, true)?;
+        let attrs = replace.then(|| write_attrs!(input));
         let info = self
             .backend
             .copy_object((&sb, &sk), (&db, &dk), attrs, None)

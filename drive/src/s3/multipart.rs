@@ -5,9 +5,11 @@ use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::bucket::owner;
-use super::convert::{self, ReadConditions, bucket, etag, key, timestamp};
+use super::convert::{
+    bucket, copy_source_conditions, declared_digests, etag, key, timestamp, write_attrs,
+};
 use super::copy::source;
-use super::digest::{self, Declared};
+use super::digest;
 use super::list::encoder;
 use super::objects::write_condition;
 use super::{Drive, error};
@@ -55,15 +57,7 @@ impl Drive {
         let input = req.input;
         let b = bucket(&input.bucket)?;
         let k = key(&input.key)?;
-        let attrs = convert::attrs(
-            input.content_type,
-            input.content_encoding,
-            input.content_disposition,
-            input.content_language,
-            input.cache_control,
-            input.expires,
-            input.metadata,
-        );
+        let attrs = write_attrs!(input);
         let upload_id = self
             .backend
             .create_multipart_upload(&b, &k, attrs)
@@ -87,16 +81,12 @@ impl Drive {
         let k = key(&input.key)?;
         let n = part_number(input.part_number)?;
         let body = input.body.ok_or_else(|| s3_error!(IncompleteBody))?;
-        let declared = Declared {
-            content_md5: input.content_md5,
-            crc32: input.checksum_crc32,
-            crc32c: input.checksum_crc32c,
-            sha1: input.checksum_sha1,
-            sha256: input.checksum_sha256,
-            crc64nvme: input.checksum_crc64nvme,
-            algorithm: input.checksum_algorithm,
-        };
-        let (body, seal) = digest::verify(body, declared, &req.headers, req.trailing_headers);
+        let (body, seal) = digest::verify(
+            body,
+            declared_digests!(input),
+            &req.headers,
+            req.trailing_headers,
+        );
         let part = self
             .backend
             .upload_part(&b, &k, &input.upload_id, n, body, Some(seal))
@@ -133,13 +123,7 @@ impl Drive {
             .get_object(&sb, &sk, range)
             .await
             .map_err(error::s3)?;
-        ReadConditions {
-            if_match: input.copy_source_if_match.as_ref(),
-            if_none_match: input.copy_source_if_none_match.as_ref(),
-            if_modified_since: input.copy_source_if_modified_since.as_ref(),
-            if_unmodified_since: input.copy_source_if_unmodified_since.as_ref(),
-        }
-        .check(&info, true)?;
+        copy_source_conditions!(input).check(&info, true)?;
         let part = self
             .backend
             .upload_part(&b, &k, &input.upload_id, n, body, None)

@@ -4,8 +4,11 @@ use buckets::{ByteRange, ObjectInfo, PutOptions, WriteCondition};
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
-use super::convert::{self, ReadConditions, bucket, etag, key, timestamp};
-use super::digest::{self, Declared};
+use super::convert::{
+    bucket, checksum_mode, declared_digests, etag, key, object_headers, read_conditions,
+    resolve_range, write_attrs,
+};
+use super::digest;
 use super::{Drive, error};
 
 /// The write condition of a PutObject or CompleteMultipartUpload.
@@ -53,25 +56,13 @@ impl Drive {
         let k = key(&input.key)?;
         let body = input.body.ok_or_else(|| s3_error!(IncompleteBody))?;
         let condition = write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
-        let declared = Declared {
-            content_md5: input.content_md5,
-            crc32: input.checksum_crc32,
-            crc32c: input.checksum_crc32c,
-            sha1: input.checksum_sha1,
-            sha256: input.checksum_sha256,
-            crc64nvme: input.checksum_crc64nvme,
-            algorithm: input.checksum_algorithm,
-        };
-        let (body, seal) = digest::verify(body, declared, &req.headers, req.trailing_headers);
-        let attrs = convert::attrs(
-            input.content_type,
-            input.content_encoding,
-            input.content_disposition,
-            input.content_language,
-            input.cache_control,
-            input.expires,
-            input.metadata,
+        let (body, seal) = digest::verify(
+            body,
+            declared_digests!(input),
+            &req.headers,
+            req.trailing_headers,
         );
+        let attrs = write_attrs!(input);
         let opts = PutOptions {
             attrs,
             condition,
@@ -112,60 +103,19 @@ impl Drive {
             .get_object(&b, &k, range)
             .await
             .map_err(error::s3)?;
-        ReadConditions {
-            if_match: input.if_match.as_ref(),
-            if_none_match: input.if_none_match.as_ref(),
-            if_modified_since: input.if_modified_since.as_ref(),
-            if_unmodified_since: input.if_unmodified_since.as_ref(),
-        }
-        .check(&info, false)?;
-        let (offset, len) = match range {
-            Some(r) => r.resolve(info.size).map_err(error::s3)?,
-            None => (0, info.size),
-        };
-        let content_range =
-            range.map(|_| format!("bytes {offset}-{}/{}", offset + len - 1, info.size));
-        let whole = len == info.size;
-        let with_checksums = whole
-            && input
-                .checksum_mode
-                .as_ref()
-                .is_some_and(|m| m.as_str() == ChecksumMode::ENABLED);
-        let sum = |name| with_checksums.then(|| checksum(&info, name)).flatten();
-        let output = GetObjectOutput {
-            body: Some(StreamingBlob::wrap(body)),
-            content_length: Some(i64::try_from(len).unwrap_or(i64::MAX)),
+        read_conditions!(input).check(&info, false)?;
+        let (_, len, content_range) = resolve_range(range, info.size)?;
+        let with_checksums = len == info.size && checksum_mode(input.checksum_mode.as_ref());
+        let output = object_headers!(
+            GetObjectOutput {
+                body: Some(StreamingBlob::wrap(body))
+            },
+            input,
+            info,
+            len,
             content_range,
-            accept_ranges: Some("bytes".into()),
-            last_modified: Some(timestamp(info.last_modified)),
-            e_tag: Some(etag(&info.etag)),
-            metadata: convert::metadata(&info.attrs),
-            content_type: input
-                .response_content_type
-                .or_else(|| info.attrs.content_type.clone()),
-            content_encoding: input
-                .response_content_encoding
-                .or_else(|| info.attrs.content_encoding.clone()),
-            content_disposition: input
-                .response_content_disposition
-                .or_else(|| info.attrs.content_disposition.clone()),
-            content_language: input
-                .response_content_language
-                .or_else(|| info.attrs.content_language.clone()),
-            cache_control: input
-                .response_cache_control
-                .or_else(|| info.attrs.cache_control.clone()),
-            expires: input
-                .response_expires
-                .or_else(|| convert::expires(&info.attrs)),
-            parts_count: info.parts.map(|p| i32::try_from(p).unwrap_or(i32::MAX)),
-            checksum_crc32: sum("CRC32"),
-            checksum_crc32c: sum("CRC32C"),
-            checksum_sha1: sum("SHA1"),
-            checksum_sha256: sum("SHA256"),
-            checksum_crc64nvme: sum("CRC64NVME"),
-            ..Default::default()
-        };
+            with_checksums
+        );
         Ok(S3Response::new(output))
     }
 
@@ -177,61 +127,17 @@ impl Drive {
         let b = bucket(&input.bucket)?;
         let k = key(&input.key)?;
         let info = self.backend.head_object(&b, &k).await.map_err(error::s3)?;
-        ReadConditions {
-            if_match: input.if_match.as_ref(),
-            if_none_match: input.if_none_match.as_ref(),
-            if_modified_since: input.if_modified_since.as_ref(),
-            if_unmodified_since: input.if_unmodified_since.as_ref(),
-        }
-        .check(&info, false)?;
-        let (len, content_range) = match input.range.map(byte_range) {
-            Some(r) => {
-                let (offset, len) = r.resolve(info.size).map_err(error::s3)?;
-                (
-                    len,
-                    Some(format!("bytes {offset}-{}/{}", offset + len - 1, info.size)),
-                )
-            }
-            None => (info.size, None),
-        };
-        let with_checksums = input
-            .checksum_mode
-            .as_ref()
-            .is_some_and(|m| m.as_str() == ChecksumMode::ENABLED);
-        let sum = |name| with_checksums.then(|| checksum(&info, name)).flatten();
-        Ok(S3Response::new(HeadObjectOutput {
-            content_length: Some(i64::try_from(len).unwrap_or(i64::MAX)),
+        read_conditions!(input).check(&info, false)?;
+        let (_, len, content_range) = resolve_range(input.range.map(byte_range), info.size)?;
+        let with_checksums = checksum_mode(input.checksum_mode.as_ref());
+        Ok(S3Response::new(object_headers!(
+            HeadObjectOutput {},
+            input,
+            info,
+            len,
             content_range,
-            accept_ranges: Some("bytes".into()),
-            last_modified: Some(timestamp(info.last_modified)),
-            e_tag: Some(etag(&info.etag)),
-            metadata: convert::metadata(&info.attrs),
-            content_type: input
-                .response_content_type
-                .or_else(|| info.attrs.content_type.clone()),
-            content_encoding: input
-                .response_content_encoding
-                .or_else(|| info.attrs.content_encoding.clone()),
-            content_disposition: input
-                .response_content_disposition
-                .or_else(|| info.attrs.content_disposition.clone()),
-            content_language: input
-                .response_content_language
-                .or_else(|| info.attrs.content_language.clone()),
-            cache_control: input
-                .response_cache_control
-                .or_else(|| info.attrs.cache_control.clone()),
-            expires: input
-                .response_expires
-                .or_else(|| convert::expires(&info.attrs)),
-            parts_count: info.parts.map(|p| i32::try_from(p).unwrap_or(i32::MAX)),
-            checksum_crc32: sum("CRC32"),
-            checksum_crc32c: sum("CRC32C"),
-            checksum_sha1: sum("SHA1"),
-            checksum_sha256: sum("SHA256"),
-            checksum_crc64nvme: sum("CRC64NVME"),
-            ..Default::default()
-        }))
+            with_checksums
+        )))
     }
 
     pub(super) async fn handle_delete_object(
