@@ -57,13 +57,16 @@ pub trait Backend: Send + Sync + 'static {
     /// Deletes an object; deleting a missing key succeeds.
     async fn delete_object(&self, bucket: &BucketName, key: &ObjectKey) -> Result<()>;
 
-    /// Copies an object. `attrs: None` keeps the source's attributes (S3's `COPY` directive).
+    /// Copies an object. `attrs: None` keeps the source's attributes (S3's `COPY` directive);
+    /// `source_etag` makes the copy fail with a precondition error unless the source still
+    /// has that ETag when it is read.
     async fn copy_object(
         &self,
         src: (&BucketName, &ObjectKey),
         dst: (&BucketName, &ObjectKey),
         attrs: Option<ObjectAttrs>,
         condition: Option<WriteCondition>,
+        source_etag: Option<&str>,
     ) -> Result<ObjectInfo>;
 
     /// Lists keys of a bucket in S3 order.

@@ -65,7 +65,7 @@ async fn inline_and_blob_bodies_replace_each_other() {
     assert_eq!(read(&b, &bucket, &key).await, small);
 
     let copy = ObjectKey::new("copy").unwrap();
-    b.copy_object((&bucket, &key), (&bucket, &copy), None, None)
+    b.copy_object((&bucket, &key), (&bucket, &copy), None, None, None)
         .await
         .unwrap();
     assert_eq!(read(&b, &bucket, &copy).await, small);
@@ -81,6 +81,28 @@ async fn inline_and_blob_bodies_replace_each_other() {
         .await
         .unwrap();
     assert_eq!(info.size, INLINE_MAX as u64);
+
+    // A copy that expects another source version fails and writes nothing.
+    let other = ObjectKey::new("other").unwrap();
+    b.put_object(&bucket, &key, body(&large), PutOptions::default())
+        .await
+        .unwrap();
+    for source in [&copy, &key] {
+        let r = b
+            .copy_object(
+                (&bucket, source),
+                (&bucket, &other),
+                None,
+                None,
+                Some("not-the-etag"),
+            )
+            .await;
+        assert!(matches!(r, Err(Error::PreconditionFailed(_))), "{r:?}");
+        assert!(matches!(
+            b.head_object(&bucket, &other).await,
+            Err(Error::NoSuchKey)
+        ));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

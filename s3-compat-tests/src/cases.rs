@@ -497,6 +497,53 @@ pub async fn conditionals(ctx: &Ctx) {
         .await
         .expect("compare and swap");
     assert_eq!(get(ctx, &b, "c").await, b"swapped");
+    // Preconditions are evaluated before the range: 304/412 win over 416.
+    let etag = c
+        .head_object()
+        .bucket(&b)
+        .key("c")
+        .send()
+        .await
+        .unwrap()
+        .e_tag()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        failure(
+            c.get_object()
+                .bucket(&b)
+                .key("c")
+                .range("bytes=500-600")
+                .if_none_match(&etag)
+                .send()
+                .await
+        )
+        .1,
+        304
+    );
+    assert_eq!(
+        failure(
+            c.get_object()
+                .bucket(&b)
+                .key("c")
+                .range("bytes=500-600")
+                .if_match("\"nope\"")
+                .send()
+                .await
+        )
+        .1,
+        412
+    );
+    // Conditional deletes are refused, never performed unconditionally.
+    let r = c
+        .delete_object()
+        .bucket(&b)
+        .key("c")
+        .if_match("\"stale\"")
+        .send()
+        .await;
+    assert_eq!(failure(r).1, 501);
+    assert_eq!(get(ctx, &b, "c").await, b"swapped");
 }
 
 /// Keys `a` and `a/b` coexist, and hostile keys are stored faithfully or refused with a 4xx.
@@ -1015,6 +1062,17 @@ pub async fn multipart(ctx: &Ctx) {
         .to_owned();
     assert_eq!(e1, format!("\"{}\"", md5_hex(&p1)));
     assert_eq!(e3, format!("\"{}\"", md5_hex(&source[100..200])));
+    let beyond = c
+        .upload_part_copy()
+        .bucket(&b)
+        .key("big")
+        .upload_id(&id)
+        .part_number(4)
+        .copy_source(format!("{b}/source"))
+        .copy_source_range("bytes=0-300000")
+        .send()
+        .await;
+    assert_eq!(failure(beyond), ("InvalidRange".into(), 416));
 
     let parts = c
         .list_parts()
@@ -1282,6 +1340,59 @@ pub async fn multipart(ctx: &Ctx) {
                 .await,
         );
         assert_eq!(status, 400, "part number {bad}");
+    }
+}
+
+/// ListMultipartUploads pages through uploads and common prefixes, each exactly once.
+pub async fn multipart_listing(ctx: &Ctx) {
+    let b = ctx.bucket("uploads").await;
+    let c = &ctx.client;
+    for key in ["0", "a/x", "a/y", "b", "c/z"] {
+        c.create_multipart_upload()
+            .bucket(&b)
+            .key(key)
+            .send()
+            .await
+            .expect("create");
+    }
+    c.create_multipart_upload()
+        .bucket(&b)
+        .key("b")
+        .send()
+        .await
+        .expect("a second upload of b");
+    for max in [1, 2, 3] {
+        let (mut seen, mut key_marker, mut id_marker) =
+            (Vec::new(), None::<String>, None::<String>);
+        for _ in 0..20 {
+            let page = c
+                .list_multipart_uploads()
+                .bucket(&b)
+                .delimiter("/")
+                .max_uploads(max)
+                .set_key_marker(key_marker.clone())
+                .set_upload_id_marker(id_marker.clone())
+                .send()
+                .await
+                .expect("list uploads");
+            seen.extend(
+                page.uploads()
+                    .iter()
+                    .filter_map(|u| u.key().map(str::to_owned)),
+            );
+            seen.extend(
+                page.common_prefixes()
+                    .iter()
+                    .filter_map(|p| p.prefix().map(str::to_owned)),
+            );
+            if page.is_truncated() != Some(true) {
+                break;
+            }
+            key_marker = page.next_key_marker().map(str::to_owned);
+            id_marker = page.next_upload_id_marker().map(str::to_owned);
+        }
+        seen.sort();
+        assert_eq!(seen, ["0", "a/", "b", "b", "c/"], "max-uploads {max}");
     }
 }
 

@@ -24,6 +24,7 @@ suite!(
     delete_objects,
     copy_object,
     multipart,
+    multipart_listing,
     checksums,
     authentication,
     payload_signing,

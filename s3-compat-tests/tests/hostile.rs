@@ -149,6 +149,21 @@ async fn malformed_requests_get_4xx_and_the_server_stays_up() {
             Some("NoSuchUpload"),
         ),
         (
+            "crafted upload id",
+            s("PUT", format!("{ep}/{b}/mp?partNumber=1&uploadId={id}%2F00001%00{id}"), &[], b"x"),
+            Some("NoSuchUpload"),
+        ),
+        (
+            "crafted upload id on complete",
+            s(
+                "POST",
+                format!("{ep}/{b}/mp?uploadId=..%2F{id}"),
+                &[],
+                b"<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>x</ETag></Part></CompleteMultipartUpload>",
+            ),
+            Some("NoSuchUpload"),
+        ),
+        (
             "bad bucket name",
             s("PUT", format!("{ep}/Bad_Bucket"), &[], b""),
             Some("InvalidBucketName"),

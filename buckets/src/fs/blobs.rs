@@ -90,7 +90,7 @@ impl Blobs {
         let mut ids = Vec::new();
         for shard in fs::read_dir(&self.blobs)? {
             for entry in fs::read_dir(shard?.path())? {
-                if let Some(name) = entry?.file_name().to_str() {
+                if let Some(name) = entry?.file_name().to_str().filter(|n| is_id(n)) {
                     ids.push(name.to_owned());
                 }
             }
@@ -119,35 +119,34 @@ impl Blobs {
 
     /// Writes a body to a new blob: temp file, fsync, rename, fsync of the directory.
     /// On any error nothing remains on disk.
+    /// The file work (create, write, fsync, rename, fsync of the directory) runs on a
+    /// blocking thread; the temp file is removed there too when the body fails or the
+    /// request is dropped.
     pub async fn write(&self, body: BodyStream) -> Result<Written> {
         let id = new_id();
-        let tmp = self.tmp.join(&id);
-        let file = File::create_new(&tmp)?;
-        let (tx, rx) = mpsc::channel::<Bytes>(WRITE_QUEUE);
-        let writer = tokio::task::spawn_blocking(move || write_blocking(file, rx));
-        let fed = feed(body, tx).await;
+        let (tmp, dest) = (self.tmp.join(&id), self.path(&id));
+        let (tx, rx) = mpsc::channel::<Feed>(WRITE_QUEUE);
+        let writer = tokio::task::spawn_blocking(move || {
+            let result = write_blocking(&tmp, &dest, rx);
+            if result.is_err() {
+                let _ = fs::remove_file(&tmp);
+            }
+            result
+        });
+        let fed = feed(body, &tx).await;
+        if fed.is_ok() {
+            let _ = tx.send(Feed::End).await;
+        }
+        drop(tx);
         let written = writer.await.map_err(io::Error::other).and_then(|r| r);
-        let result = match (fed, written) {
+        match (fed, written) {
             (Err(e), _) => Err(e),
             (Ok(()), Err(e)) => Err(Error::Io(e)),
-            (Ok(()), Ok((len, md5))) => self
-                .publish(&tmp, &id)
-                .map(|()| Written {
-                    blob: BlobRef { id, len },
-                    md5,
-                })
-                .map_err(Error::Io),
-        };
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
+            (Ok(()), Ok((len, md5))) => Ok(Written {
+                blob: BlobRef { id, len },
+                md5,
+            }),
         }
-        result
-    }
-
-    fn publish(&self, tmp: &Path, id: &str) -> io::Result<()> {
-        let dest = self.path(id);
-        fs::rename(tmp, &dest)?;
-        File::open(dest.parent().expect("blob paths have a parent"))?.sync_all()
     }
 
     /// Makes a new blob holding the same data as `src` (a hard link: no data is copied).
@@ -185,10 +184,26 @@ impl Blobs {
     }
 }
 
-async fn feed(mut body: BodyStream, tx: mpsc::Sender<Bytes>) -> Result<()> {
+/// What the network side hands the disk writer.
+enum Feed {
+    /// More of the body.
+    Chunk(Bytes),
+    /// The body is complete and may be published.
+    End,
+}
+
+/// Whether a file name in `blobs/` is a blob id (32 lowercase hex digits).
+pub fn is_id(name: &str) -> bool {
+    name.len() == 32
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+async fn feed(mut body: BodyStream, tx: &mpsc::Sender<Feed>) -> Result<()> {
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(body_error)?;
-        if tx.send(chunk).await.is_err() {
+        if tx.send(Feed::Chunk(chunk)).await.is_err() {
             // The writer stopped early; its own error explains why.
             break;
         }
@@ -204,17 +219,37 @@ fn body_error(e: io::Error) -> Error {
     }
 }
 
-fn write_blocking(file: File, mut rx: mpsc::Receiver<Bytes>) -> io::Result<(u64, String)> {
-    let mut out = BufWriter::with_capacity(READ_CHUNK, file);
+/// Writes the body to `tmp` and, once the network side says it is complete, makes it
+/// durable and moves it to `dest`.
+fn write_blocking(
+    tmp: &Path,
+    dest: &Path,
+    mut rx: mpsc::Receiver<Feed>,
+) -> io::Result<(u64, String)> {
+    let mut out = BufWriter::with_capacity(READ_CHUNK, File::create_new(tmp)?);
     let mut md5 = Md5::new();
     let mut len = 0u64;
-    while let Some(chunk) = rx.blocking_recv() {
-        md5.update(&chunk);
-        out.write_all(&chunk)?;
-        len += chunk.len() as u64;
+    loop {
+        match rx.blocking_recv() {
+            Some(Feed::Chunk(chunk)) => {
+                md5.update(&chunk);
+                out.write_all(&chunk)?;
+                len += chunk.len() as u64;
+            }
+            Some(Feed::End) => break,
+            None => {
+                return Err(io::Error::new(
+                    io::ErrorKind::Interrupted,
+                    "the body ended early",
+                ));
+            }
+        }
     }
     let file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
-    file.sync_all()?;
+    // fdatasync: the data and the size needed to read it back, not the timestamps.
+    file.sync_data()?;
+    fs::rename(tmp, dest)?;
+    File::open(dest.parent().expect("blob paths have a parent"))?.sync_all()?;
     Ok((
         len,
         hex_simd::encode_to_string(md5.finalize(), hex_simd::AsciiCase::Lower),

@@ -430,6 +430,7 @@ impl Index {
         src: (&str, &str),
         dst: (&str, &str),
         attrs: Option<ObjectAttrs>,
+        source_etag: String,
         check: impl FnOnce(Option<&ObjectRecord>) -> Result<()> + Send + 'static,
     ) -> Result<Option<(ObjectRecord, Garbage)>> {
         let (sk, dk, dst_bucket) = (
@@ -444,6 +445,11 @@ impl Index {
             };
             if !source.inline {
                 return Ok(None);
+            }
+            if source.etag != source_etag {
+                return Err(Error::PreconditionFailed(
+                    "the source changed during the copy",
+                ));
             }
             let body = txn
                 .open_table(INLINE)?
@@ -772,6 +778,8 @@ impl Index {
         let from = format!("{base}{}", q.prefix);
         let end = prefix_successor(&from).expect("a bucket prefix has a successor");
         let mut page = UploadsPage::default();
+        // The last upload or common prefix returned: where the next page starts.
+        let mut last: Option<(String, Option<String>)> = None;
         let mut count = 0;
         for row in t.range(from.as_str()..end.as_str())? {
             let (k, v) = row?;
@@ -787,26 +795,23 @@ impl Index {
                     continue;
                 }
             }
-            if let Some(cp) = common_prefix(key, &q.prefix, q.delimiter.as_deref()) {
-                if page.common_prefixes.last().map(String::as_str) != Some(cp) {
-                    if count == q.max_uploads {
-                        page.next = Some((
-                            page.common_prefixes.last().cloned().unwrap_or_default(),
-                            None,
-                        ));
-                        break;
-                    }
-                    page.common_prefixes.push(cp.to_owned());
-                    count += 1;
+            let cp = common_prefix(key, &q.prefix, q.delimiter.as_deref());
+            if let Some(cp) = cp {
+                let seen = page.common_prefixes.last().map(String::as_str) == Some(cp);
+                let before_marker = q.key_marker.as_deref().is_some_and(|m| cp <= m);
+                if seen || before_marker {
+                    continue;
                 }
-                continue;
             }
             if count == q.max_uploads {
-                page.next = page
-                    .uploads
-                    .last()
-                    .map(|u| (u.key.clone(), Some(u.upload_id.clone())));
+                page.next = last;
                 break;
+            }
+            count += 1;
+            if let Some(cp) = cp {
+                page.common_prefixes.push(cp.to_owned());
+                last = Some((cp.to_owned(), None));
+                continue;
             }
             let rec: UploadRecord = decode(v.value())?;
             page.uploads.push(UploadSummary {
@@ -814,7 +819,7 @@ impl Index {
                 upload_id: upload_id.to_owned(),
                 initiated: from_ms(rec.initiated),
             });
-            count += 1;
+            last = Some((key.to_owned(), Some(upload_id.to_owned())));
         }
         Ok(page)
     }

@@ -259,12 +259,22 @@ impl Backend for FsBackend {
         dst: (&BucketName, &ObjectKey),
         attrs: Option<ObjectAttrs>,
         condition: Option<WriteCondition>,
+        source_etag: Option<&str>,
     ) -> Result<ObjectInfo> {
         let (sb, sk) = (src.0.to_string(), src.1.to_string());
         let (db, dk) = (dst.0.to_string(), dst.1.to_string());
+        let source_etag = source_etag.map(str::to_owned);
         self.blocking(move |i| {
             for _ in 0..READ_RETRIES {
                 let source = i.index.object(&sb, &sk)?;
+                if source_etag
+                    .as_ref()
+                    .is_some_and(|want| *want != source.etag)
+                {
+                    return Err(Error::PreconditionFailed(
+                        "the source changed during the copy",
+                    ));
+                }
                 if (sb.as_str(), sk.as_str()) == (db.as_str(), dk.as_str()) {
                     check(condition.as_ref(), Some(&source))?;
                     let attrs = attrs.clone().unwrap_or_else(|| source.attrs.clone());
@@ -276,6 +286,7 @@ impl Backend for FsBackend {
                         (&sb, &sk),
                         (&db, &dk),
                         attrs.clone(),
+                        source.etag.clone(),
                         move |current| check(condition.as_ref(), current),
                     )? {
                         Some((record, garbage)) => {
@@ -357,6 +368,7 @@ impl Backend for FsBackend {
         body: BodyStream,
         seal: Option<Seal>,
     ) -> Result<PartInfo> {
+        let upload_id = upload(upload_id)?;
         self.inner
             .index
             .check_upload(bucket.as_str(), key.as_str(), upload_id)?;
@@ -397,6 +409,7 @@ impl Backend for FsBackend {
         marker: u32,
         max_parts: usize,
     ) -> Result<PartsPage> {
+        let upload_id = upload(upload_id)?;
         let (parts, more) =
             self.inner
                 .index
@@ -417,7 +430,11 @@ impl Backend for FsBackend {
         parts: &[CompletedPart],
         condition: Option<WriteCondition>,
     ) -> Result<ObjectInfo> {
-        let (b, k, id) = (bucket.to_string(), key.to_string(), upload_id.to_owned());
+        let (b, k, id) = (
+            bucket.to_string(),
+            key.to_string(),
+            upload(upload_id)?.to_owned(),
+        );
         let requested = parts.to_vec();
         self.blocking(move |i| {
             let (record, garbage) =
@@ -435,14 +452,13 @@ impl Backend for FsBackend {
                             })
                             .collect();
                         let chosen = select_parts(&requested, &infos)?;
+                        let by_number: std::collections::HashMap<u32, &BlobRef> =
+                            stored.iter().map(|(n, p)| (*n, &p.blob)).collect();
                         let blobs: Vec<BlobRef> = chosen
                             .iter()
                             .map(|c| {
-                                stored
-                                    .iter()
-                                    .find(|(n, _)| *n == c.number)
-                                    .map(|(_, p)| p.blob.clone())
-                                    .expect("chosen parts are stored")
+                                (*by_number.get(&c.number).expect("chosen parts are stored"))
+                                    .clone()
                             })
                             .collect();
                         Ok(ObjectRecord {
@@ -469,7 +485,11 @@ impl Backend for FsBackend {
         key: &ObjectKey,
         upload_id: &str,
     ) -> Result<()> {
-        let (b, k, id) = (bucket.to_string(), key.to_string(), upload_id.to_owned());
+        let (b, k, id) = (
+            bucket.to_string(),
+            key.to_string(),
+            upload(upload_id)?.to_owned(),
+        );
         self.blocking(move |i| {
             let garbage = i.index.abort(&b, &k, &id)?;
             i.blobs.remove(&garbage);
@@ -484,6 +504,16 @@ impl Backend for FsBackend {
         query: &UploadsQuery,
     ) -> Result<UploadsPage> {
         self.inner.index.uploads(bucket.as_str(), query)
+    }
+}
+
+/// An upload id as this backend issues them, or `NoSuchUpload`: ids are index keys, so a
+/// crafted one must never reach the index.
+fn upload(id: &str) -> Result<&str> {
+    if blobs::is_id(id) {
+        Ok(id)
+    } else {
+        Err(Error::NoSuchUpload)
     }
 }
 

@@ -66,7 +66,7 @@ impl Drive {
         let attrs = replace.then(|| write_attrs!(input));
         let info = self
             .backend
-            .copy_object((&sb, &sk), (&db, &dk), attrs, None)
+            .copy_object((&sb, &sk), (&db, &dk), attrs, None, Some(&source_info.etag))
             .await
             .map_err(error::s3)?;
         Ok(S3Response::new(CopyObjectOutput {

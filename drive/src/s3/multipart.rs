@@ -124,6 +124,15 @@ impl Drive {
             .await
             .map_err(error::s3)?;
         copy_source_conditions!(input).check(&info, true)?;
+        if let Some(ByteRange::Bounded { last, .. }) = range
+            && last >= info.size
+        {
+            return Err(s3_error!(
+                InvalidRange,
+                "The x-amz-copy-source-range must lie within the source object of {} bytes",
+                info.size
+            ));
+        }
         let part = self
             .backend
             .upload_part(&b, &k, &input.upload_id, n, body, None)

@@ -98,11 +98,16 @@ impl Drive {
             ));
         }
         let range = input.range.map(byte_range);
-        let (info, body) = self
-            .backend
-            .get_object(&b, &k, range)
-            .await
-            .map_err(error::s3)?;
+        let (info, body) = match self.backend.get_object(&b, &k, range).await {
+            Ok(found) => found,
+            Err(buckets::Error::InvalidRange) => {
+                // Preconditions come before the range (RFC 9110): 412/304 win over 416.
+                let info = self.backend.head_object(&b, &k).await.map_err(error::s3)?;
+                read_conditions!(input).check(&info, false)?;
+                return Err(error::s3(buckets::Error::InvalidRange));
+            }
+            Err(e) => return Err(error::s3(e)),
+        };
         read_conditions!(input).check(&info, false)?;
         let (_, len, content_range) = resolve_range(range, info.size)?;
         let with_checksums = len == info.size && checksum_mode(input.checksum_mode.as_ref());
@@ -144,8 +149,19 @@ impl Drive {
         &self,
         req: S3Request<DeleteObjectInput>,
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
-        let b = bucket(&req.input.bucket)?;
-        let k = key(&req.input.key)?;
+        let input = &req.input;
+        if input.if_match.is_some()
+            || input.if_match_last_modified_time.is_some()
+            || input.if_match_size.is_some()
+        {
+            // Refused rather than ignored: a conditional delete must never delete unconditionally.
+            return Err(s3_error!(
+                NotImplemented,
+                "Conditional deletes are not supported"
+            ));
+        }
+        let b = bucket(&input.bucket)?;
+        let k = key(&input.key)?;
         self.backend
             .delete_object(&b, &k)
             .await
@@ -170,7 +186,14 @@ impl Drive {
         let mut deleted = Vec::new();
         let mut errors = Vec::new();
         for object in input.delete.objects {
+            let conditional = object.e_tag.is_some()
+                || object.last_modified_time.is_some()
+                || object.size.is_some();
             let result = match key(&object.key) {
+                Ok(_) if conditional => Err(s3_error!(
+                    NotImplemented,
+                    "Conditional deletes are not supported"
+                )),
                 Ok(k) => self.backend.delete_object(&b, &k).await.map_err(error::s3),
                 Err(e) => Err(e),
             };
