@@ -220,3 +220,37 @@ async fn concurrent_writers_share_commits_and_each_gets_its_answer() {
         .unwrap();
     assert_eq!(page.objects.len(), 8);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_overwrites_of_one_key_end_with_one_whole_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = FsBackend::open(dir.path()).unwrap();
+    let bucket = BucketName::new("overwrite").unwrap();
+    b.create_bucket(&bucket).await.unwrap();
+    let key = ObjectKey::new("contended").unwrap();
+    let versions: Vec<Vec<u8>> = (0..16u8)
+        .map(|i| vec![i; 300_000 + usize::from(i) * 1000])
+        .collect();
+    let tasks: Vec<_> = versions
+        .iter()
+        .cloned()
+        .map(|v| {
+            let (b, bucket, key) = (b.clone(), bucket.clone(), key.clone());
+            tokio::spawn(async move {
+                b.put_object(&bucket, &key, body(&v), PutOptions::default())
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let data = read(&b, &bucket, &key).await;
+    assert!(versions.contains(&data), "the object is one whole version");
+    assert_eq!(
+        blob_files(dir.path()),
+        1,
+        "every replaced version's data is deleted"
+    );
+}
