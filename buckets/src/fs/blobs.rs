@@ -226,7 +226,9 @@ fn write_blocking(
     dest: &Path,
     mut rx: mpsc::Receiver<Feed>,
 ) -> io::Result<(u64, String)> {
-    let mut out = BufWriter::with_capacity(READ_CHUNK, File::create_new(tmp)?);
+    let file = File::create_new(tmp)?;
+    let mut flusher = Flusher::new(&file)?;
+    let mut out = BufWriter::with_capacity(READ_CHUNK, file);
     let mut md5 = Md5::new();
     let mut len = 0u64;
     loop {
@@ -235,6 +237,7 @@ fn write_blocking(
                 md5.update(&chunk);
                 out.write_all(&chunk)?;
                 len += chunk.len() as u64;
+                flusher.written(len);
             }
             Some(Feed::End) => break,
             None => {
@@ -246,6 +249,7 @@ fn write_blocking(
         }
     }
     let file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
+    flusher.finish();
     // fdatasync: the data and the size needed to read it back, not the timestamps.
     file.sync_data()?;
     fs::rename(tmp, dest)?;
@@ -254,6 +258,65 @@ fn write_blocking(
         len,
         hex_simd::encode_to_string(md5.finalize(), hex_simd::AsciiCase::Lower),
     ))
+}
+
+/// Bodies flush to disk in the background every this many bytes, so that the final
+/// fdatasync of a large body waits only for its tail.
+const FLUSH_EVERY: u64 = 16 * 1024 * 1024;
+
+/// Starts writeback of a large body while it is still arriving: a helper thread (started
+/// at the first [`FLUSH_EVERY`] bytes) runs fdatasync on a second handle of the file.
+struct Flusher {
+    file: Option<File>,
+    next: u64,
+    wake: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Flusher {
+    fn new(file: &File) -> io::Result<Self> {
+        Ok(Self {
+            file: Some(file.try_clone()?),
+            next: FLUSH_EVERY,
+            wake: None,
+            thread: None,
+        })
+    }
+
+    /// Notes that `len` bytes have been handed to the file.
+    fn written(&mut self, len: u64) {
+        if len < self.next {
+            return;
+        }
+        self.next = len + FLUSH_EVERY;
+        if self.wake.is_none()
+            && let Some(file) = self.file.take()
+        {
+            let (tx, rx) = std::sync::mpsc::channel::<()>();
+            self.wake = Some(tx);
+            self.thread = std::thread::Builder::new()
+                .name("blob-flush".into())
+                .spawn(move || {
+                    while rx.recv().is_ok() {
+                        while rx.try_recv().is_ok() {}
+                        // Best effort: the final fdatasync reports any error.
+                        let _ = file.sync_data();
+                    }
+                })
+                .ok();
+        }
+        if let Some(wake) = &self.wake {
+            let _ = wake.send(());
+        }
+    }
+
+    /// Stops the helper thread.
+    fn finish(mut self) {
+        drop(self.wake.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// Streams `len` bytes starting at `offset` of an in-memory body.
