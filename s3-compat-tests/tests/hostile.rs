@@ -286,6 +286,15 @@ async fn malformed_requests_get_4xx_and_the_server_stays_up() {
             None,
         ),
     ];
+    // A body that differs from the one whose hash was signed.
+    let mut swapped = s("PUT", format!("{ep}/{b}/swapped"), &[], b"the signed body");
+    *swapped.body_mut() = Full::new(Bytes::from_static(b"another body!!!"));
+    let mut table = table;
+    table.push((
+        "body differs from x-amz-content-sha256",
+        swapped,
+        Some("XAmzContentSHA256Mismatch"),
+    ));
     for (name, req, code) in table {
         let r = send(req).await;
         assert!(
@@ -319,6 +328,17 @@ async fn malformed_requests_get_4xx_and_the_server_stays_up() {
             r.text()
         );
     }
+    let swapped = ctx
+        .client
+        .head_object()
+        .bucket(&b)
+        .key("swapped")
+        .send()
+        .await;
+    assert!(
+        swapped.is_err(),
+        "a body that failed its hash is not stored"
+    );
     let parent = drive.data_dir.parent().unwrap();
     for name in ["escape", "escape2", "escape3"] {
         assert!(

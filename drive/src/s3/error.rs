@@ -52,6 +52,14 @@ fn body_error(io: &std::io::Error) -> S3Error {
     if inner.contains("SignatureMismatch") {
         return with_default(S3ErrorCode::SignatureDoesNotMatch);
     }
+    if inner.contains("Sha256Mismatch") {
+        let mut e = S3Error::with_message(
+            S3ErrorCode::Custom("XAmzContentSHA256Mismatch".into()),
+            "The provided 'x-amz-content-sha256' header does not match what was computed.",
+        );
+        e.set_status_code(http::StatusCode::BAD_REQUEST);
+        return e;
+    }
     tracing::info!(error = %inner, "request body could not be read");
     S3Error::with_message(
         S3ErrorCode::IncompleteBody,
