@@ -10,7 +10,6 @@ use aws_sdk_s3::types::{
     MetadataDirective, ObjectIdentifier,
 };
 use bytes::Bytes;
-use http_body_util::Full;
 
 use crate::sign::{self, send};
 use crate::{Ctx, client, failure, md5_hex, pattern};
@@ -1515,12 +1514,7 @@ pub async fn authentication(ctx: &Ctx) {
         ("InvalidAccessKeyId".into(), 403)
     );
 
-    let anon = send(
-        http::Request::get(format!("{}/{b}/secret.txt", ctx.endpoint))
-            .body(Full::new(Bytes::new()))
-            .unwrap(),
-    )
-    .await;
+    let anon = sign::get_url(format!("{}/{b}/secret.txt", ctx.endpoint)).await;
     assert_eq!((anon.status, anon.code().as_str()), (403, "AccessDenied"));
     assert!(anon.headers.contains_key("x-amz-request-id"));
     assert!(anon.text().contains("<RequestId>"), "{}", anon.text());
@@ -1533,20 +1527,10 @@ pub async fn authentication(ctx: &Ctx) {
         .presigned(PresigningConfig::expires_in(Duration::from_secs(300)).unwrap())
         .await
         .expect("presign");
-    let ok = send(
-        http::Request::get(presigned.uri())
-            .body(Full::new(Bytes::new()))
-            .unwrap(),
-    )
-    .await;
+    let ok = sign::get_url(presigned.uri()).await;
     assert_eq!((ok.status, ok.body.as_ref()), (200, b"classified".as_ref()));
     let tampered = presigned.uri().replace("secret.txt", "secret.txx");
-    let bad = send(
-        http::Request::get(tampered)
-            .body(Full::new(Bytes::new()))
-            .unwrap(),
-    )
-    .await;
+    let bad = sign::get_url(tampered).await;
     assert_eq!(
         (bad.status, bad.code().as_str()),
         (403, "SignatureDoesNotMatch")
@@ -1561,12 +1545,7 @@ pub async fn authentication(ctx: &Ctx) {
         .await
         .expect("presign");
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    let expired = send(
-        http::Request::get(short.uri())
-            .body(Full::new(Bytes::new()))
-            .unwrap(),
-    )
-    .await;
+    let expired = sign::get_url(short.uri()).await;
     assert_eq!(
         (expired.status, expired.code().as_str()),
         (403, "AccessDenied"),
@@ -1582,14 +1561,12 @@ pub async fn authentication(ctx: &Ctx) {
         .presigned(PresigningConfig::expires_in(Duration::from_secs(300)).unwrap())
         .await
         .expect("presign put");
-    let mut req = http::Request::put(put_url.uri());
-    for (k, v) in put_url.headers() {
-        req = req.header(k, v);
-    }
-    let up = send(
-        req.body(Full::new(Bytes::from_static(b"via presigned put")))
-            .unwrap(),
-    )
+    let up = send(sign::request(
+        "PUT",
+        put_url.uri(),
+        put_url.headers(),
+        &b"via presigned put"[..],
+    ))
     .await;
     assert_eq!(up.status, 200, "{}", up.text());
     assert_eq!(get(ctx, &b, "uploaded").await, b"via presigned put");
@@ -1654,14 +1631,13 @@ pub async fn payload_signing(ctx: &Ctx) {
     );
 
     let url = format!("{}/{b}/unsigned", ctx.endpoint);
-    let mut req = http::Request::put(&url);
-    for (k, v) in sign::signature("PUT", &url, &[], None, &ctx.access_key, &ctx.secret_key) {
-        req = req.header(k, v);
-    }
-    let r = send(
-        req.body(Full::new(Bytes::from_static(b"unsigned payload")))
-            .unwrap(),
-    )
+    let signing = sign::signature("PUT", &url, &[], None, &ctx.access_key, &ctx.secret_key);
+    let r = send(sign::request(
+        "PUT",
+        &url,
+        signing,
+        &b"unsigned payload"[..],
+    ))
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(get(ctx, &b, "unsigned").await, b"unsigned payload");
@@ -1672,20 +1648,10 @@ pub async fn operations_endpoints(ctx: &Ctx) {
     let b = ctx.bucket("ops").await;
     put(ctx, &b, "k", "v").await;
     for path in ["/healthz", "/readyz"] {
-        let r = send(
-            http::Request::get(format!("{}{path}", ctx.endpoint))
-                .body(Full::new(Bytes::new()))
-                .unwrap(),
-        )
-        .await;
+        let r = sign::get_url(format!("{}{path}", ctx.endpoint)).await;
         assert_eq!(r.status, 200, "{path}");
     }
-    let m = send(
-        http::Request::get(format!("{}/metrics", ctx.endpoint))
-            .body(Full::new(Bytes::new()))
-            .unwrap(),
-    )
-    .await;
+    let m = sign::get_url(format!("{}/metrics", ctx.endpoint)).await;
     let text = m.text();
     assert!(
         text.contains("drive_requests_total{operation=\"PutObject\",status=\"200\"}"),

@@ -60,6 +60,31 @@ pub async fn send(req: http::Request<Full<Bytes>>) -> Reply {
     }
 }
 
+/// Builds a request as is, with these headers and body.
+pub fn request<K: AsRef<str>, V: AsRef<str>>(
+    method: &str,
+    url: &str,
+    headers: impl IntoIterator<Item = (K, V)>,
+    body: impl Into<Bytes>,
+) -> http::Request<Full<Bytes>> {
+    let mut req = http::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        req = req.header(k.as_ref(), v.as_ref());
+    }
+    req.body(Full::new(body.into())).expect("valid request")
+}
+
+/// An unsigned GET of `url` (health checks, presigned URLs).
+pub async fn get_url(url: impl AsRef<str>) -> Reply {
+    send(request(
+        "GET",
+        url.as_ref(),
+        [("accept", "*/*")],
+        Bytes::new(),
+    ))
+    .await
+}
+
 /// Builds and signs a request with the given credentials.
 pub fn signed(
     method: &str,
@@ -70,14 +95,12 @@ pub fn signed(
     secret_key: &str,
 ) -> http::Request<Full<Bytes>> {
     let body: Bytes = body.into();
-    let mut req = http::Request::builder().method(method).uri(url);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    for (k, v) in signature(method, url, headers, Some(&body), access_key, secret_key) {
-        req = req.header(k, v);
-    }
-    req.body(Full::new(body)).expect("valid request")
+    let signing = signature(method, url, headers, Some(&body), access_key, secret_key);
+    let all = headers
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .chain(signing);
+    request(method, url, all, body)
 }
 
 /// The headers that sign a request: `x-amz-date`, `x-amz-content-sha256` (the body's hash,

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use http_body_util::Full;
 use s3_compat_tests::server::{ACCESS_KEY, DriveProcess, SECRET_KEY};
-use s3_compat_tests::sign::{send, signed};
+use s3_compat_tests::sign::{request, send, signed};
 
 /// A named request and the S3 error code it must get, where one is certain.
 type Case = (
@@ -13,17 +13,19 @@ type Case = (
     Option<&'static str>,
 );
 
+/// An unsigned request, headers and body as given.
 fn raw(
     method: &str,
     url: &str,
     headers: &[(&str, &str)],
     body: &'static [u8],
 ) -> http::Request<Full<Bytes>> {
-    let mut req = http::Request::builder().method(method).uri(url);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    req.body(Full::new(Bytes::from_static(body))).unwrap()
+    request(
+        method,
+        url,
+        headers.iter().copied(),
+        Bytes::from_static(body),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -67,27 +67,14 @@ macro_rules! declared_digests {
 }
 pub(crate) use declared_digests;
 
-/// The headers GetObject and HeadObject share, built once for an object (`len` bytes of it,
-/// with `content_range` when ranged) and the request's `response-*` overrides.
-macro_rules! object_headers {
-    ($output:ident { $($field:ident: $value:expr),* $(,)? }, $input:ident, $info:ident, $len:expr, $content_range:expr, $with_checksums:expr) => {{
-        let with_checksums: bool = $with_checksums;
-        let sum = |name: &str| with_checksums.then(|| $info.checksums.get(name).cloned()).flatten();
+/// A response DTO with the given fields plus the `checksum_*` fields from a stored
+/// checksum map (`None`: no checksums, as when the client did not ask for them).
+macro_rules! with_checksums {
+    ($output:ident { $($field:ident: $value:expr),* $(,)? }, $checksums:expr) => {{
+        let checksums: Option<&buckets::Checksums> = $checksums;
+        let sum = |name: &str| checksums.and_then(|c| c.get(name).cloned());
         $output {
             $($field: $value,)*
-            content_length: Some(i64::try_from($len).unwrap_or(i64::MAX)),
-            content_range: $content_range,
-            accept_ranges: Some("bytes".into()),
-            last_modified: Some($crate::s3::convert::timestamp($info.last_modified)),
-            e_tag: Some($crate::s3::convert::etag(&$info.etag)),
-            metadata: $crate::s3::convert::metadata(&$info.attrs),
-            content_type: $input.response_content_type.or_else(|| $info.attrs.content_type.clone()),
-            content_encoding: $input.response_content_encoding.or_else(|| $info.attrs.content_encoding.clone()),
-            content_disposition: $input.response_content_disposition.or_else(|| $info.attrs.content_disposition.clone()),
-            content_language: $input.response_content_language.or_else(|| $info.attrs.content_language.clone()),
-            cache_control: $input.response_cache_control.or_else(|| $info.attrs.cache_control.clone()),
-            expires: $input.response_expires.or_else(|| $crate::s3::convert::expires(&$info.attrs)),
-            parts_count: $info.parts.map(|p| i32::try_from(p).unwrap_or(i32::MAX)),
             checksum_crc32: sum("CRC32"),
             checksum_crc32c: sum("CRC32C"),
             checksum_sha1: sum("SHA1"),
@@ -95,6 +82,34 @@ macro_rules! object_headers {
             checksum_crc64nvme: sum("CRC64NVME"),
             ..Default::default()
         }
+    }};
+}
+pub(crate) use with_checksums;
+
+/// The headers GetObject and HeadObject share, built once for an object (`len` bytes of it,
+/// with `content_range` when ranged) and the request's `response-*` overrides.
+macro_rules! object_headers {
+    ($output:ident { $($field:ident: $value:expr),* $(,)? }, $input:ident, $info:ident, $len:expr, $content_range:expr, $with_checksums:expr) => {{
+        let with_checksums: bool = $with_checksums;
+        $crate::s3::convert::with_checksums!(
+            $output {
+                $($field: $value,)*
+                content_length: Some(i64::try_from($len).unwrap_or(i64::MAX)),
+                content_range: $content_range,
+                accept_ranges: Some("bytes".into()),
+                last_modified: Some($crate::s3::convert::timestamp($info.last_modified)),
+                e_tag: Some($crate::s3::convert::etag(&$info.etag)),
+                metadata: $crate::s3::convert::metadata(&$info.attrs),
+                content_type: $input.response_content_type.or_else(|| $info.attrs.content_type.clone()),
+                content_encoding: $input.response_content_encoding.or_else(|| $info.attrs.content_encoding.clone()),
+                content_disposition: $input.response_content_disposition.or_else(|| $info.attrs.content_disposition.clone()),
+                content_language: $input.response_content_language.or_else(|| $info.attrs.content_language.clone()),
+                cache_control: $input.response_cache_control.or_else(|| $info.attrs.cache_control.clone()),
+                expires: $input.response_expires.or_else(|| $crate::s3::convert::expires(&$info.attrs)),
+                parts_count: $info.parts.map(|p| i32::try_from(p).unwrap_or(i32::MAX)),
+            },
+            with_checksums.then_some(&$info.checksums)
+        )
     }};
 }
 pub(crate) use object_headers;

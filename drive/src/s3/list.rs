@@ -36,11 +36,13 @@ pub fn encoder(encoding: Option<&EncodingType>) -> S3Result<fn(String) -> String
     }
 }
 
-fn max_keys(requested: Option<i32>) -> S3Result<usize> {
+/// The page size a listing request asks for (`max-keys`, `max-parts`, `max-uploads`):
+/// at most 1000, as on S3; negative values are refused.
+pub fn page_size(requested: Option<i32>, what: &str) -> S3Result<usize> {
     match requested {
         Some(n) if n < 0 => Err(s3_error!(
             InvalidArgument,
-            "max-keys must be a non-negative integer"
+            "{what} must be a non-negative integer"
         )),
         Some(n) => Ok(usize::try_from(n.min(MAX_KEYS)).unwrap_or(0)),
         None => Ok(1000),
@@ -84,7 +86,7 @@ impl Drive {
             prefix: input.prefix.clone().unwrap_or_default(),
             delimiter: input.delimiter.clone().filter(|d| !d.is_empty()),
             start_after: input.marker.clone().filter(|m| !m.is_empty()),
-            max_keys: max_keys(input.max_keys)?,
+            max_keys: page_size(input.max_keys, "max-keys")?,
         };
         let page = self
             .backend
@@ -128,7 +130,7 @@ impl Drive {
             delimiter: input.delimiter.clone().filter(|d| !d.is_empty()),
             start_after: after_token
                 .or_else(|| input.start_after.clone().filter(|s| !s.is_empty())),
-            max_keys: max_keys(input.max_keys)?,
+            max_keys: page_size(input.max_keys, "max-keys")?,
         };
         let page = self
             .backend

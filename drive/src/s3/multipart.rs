@@ -6,27 +6,17 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::bucket::owner;
 use super::convert::{
-    bucket, copy_source_conditions, declared_digests, etag, key, timestamp, write_attrs,
+    bucket, copy_source_conditions, declared_digests, etag, key, timestamp, with_checksums,
+    write_attrs,
 };
 use super::copy::source;
 use super::digest;
-use super::list::encoder;
+use super::list::{encoder, page_size};
 use super::objects::write_condition;
 use super::{Drive, error};
 
 fn part_number(n: i32) -> S3Result<u32> {
     check_part_number(n).map_err(error::s3)
-}
-
-fn limit(requested: Option<i32>, what: &str) -> S3Result<usize> {
-    match requested {
-        Some(n) if n < 0 => Err(s3_error!(
-            InvalidArgument,
-            "{what} must be a non-negative integer"
-        )),
-        Some(n) => Ok(usize::try_from(n.min(1000)).unwrap_or(0)),
-        None => Ok(1000),
-    }
 }
 
 /// Parses `x-amz-copy-source-range` (`bytes=first-last`, both required).
@@ -92,16 +82,12 @@ impl Drive {
             .upload_part(&b, &k, &input.upload_id, n, body, Some(seal))
             .await
             .map_err(error::s3)?;
-        let sum = |name: &str| part.checksums.get(name).cloned();
-        Ok(S3Response::new(UploadPartOutput {
-            e_tag: Some(etag(&part.etag)),
-            checksum_crc32: sum("CRC32"),
-            checksum_crc32c: sum("CRC32C"),
-            checksum_sha1: sum("SHA1"),
-            checksum_sha256: sum("SHA256"),
-            checksum_crc64nvme: sum("CRC64NVME"),
-            ..Default::default()
-        }))
+        Ok(S3Response::new(with_checksums!(
+            UploadPartOutput {
+                e_tag: Some(etag(&part.etag))
+            },
+            Some(&part.checksums)
+        )))
     }
 
     pub(super) async fn handle_upload_part_copy(
@@ -156,7 +142,7 @@ impl Drive {
         let b = bucket(&input.bucket)?;
         let k = key(&input.key)?;
         let marker = u32::try_from(input.part_number_marker.unwrap_or(0)).unwrap_or(0);
-        let max = limit(input.max_parts, "max-parts")?;
+        let max = page_size(input.max_parts, "max-parts")?;
         let page = self
             .backend
             .list_parts(&b, &k, &input.upload_id, marker, max)
@@ -261,7 +247,7 @@ impl Drive {
             delimiter: input.delimiter.clone().filter(|d| !d.is_empty()),
             key_marker: input.key_marker.clone().filter(|m| !m.is_empty()),
             upload_id_marker: input.upload_id_marker.clone().filter(|m| !m.is_empty()),
-            max_uploads: limit(input.max_uploads, "max-uploads")?,
+            max_uploads: page_size(input.max_uploads, "max-uploads")?,
         };
         let page = self
             .backend

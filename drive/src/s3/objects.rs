@@ -1,12 +1,12 @@
 //! Object reads and writes.
 
-use buckets::{ByteRange, ObjectInfo, PutOptions, WriteCondition};
+use buckets::{ByteRange, PutOptions, WriteCondition};
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::convert::{
     bucket, checksum_mode, declared_digests, etag, key, object_headers, read_conditions,
-    resolve_range, write_attrs,
+    resolve_range, with_checksums, write_attrs,
 };
 use super::digest;
 use super::{Drive, error};
@@ -42,10 +42,6 @@ pub fn byte_range(range: Range) -> ByteRange {
     }
 }
 
-fn checksum(info: &ObjectInfo, name: &str) -> Option<String> {
-    info.checksums.get(name).cloned()
-}
-
 impl Drive {
     pub(super) async fn handle_put_object(
         &self,
@@ -73,15 +69,12 @@ impl Drive {
             .put_object(&b, &k, body, opts)
             .await
             .map_err(error::s3)?;
-        Ok(S3Response::new(PutObjectOutput {
-            e_tag: Some(etag(&info.etag)),
-            checksum_crc32: checksum(&info, "CRC32"),
-            checksum_crc32c: checksum(&info, "CRC32C"),
-            checksum_sha1: checksum(&info, "SHA1"),
-            checksum_sha256: checksum(&info, "SHA256"),
-            checksum_crc64nvme: checksum(&info, "CRC64NVME"),
-            ..Default::default()
-        }))
+        Ok(S3Response::new(with_checksums!(
+            PutObjectOutput {
+                e_tag: Some(etag(&info.etag))
+            },
+            Some(&info.checksums)
+        )))
     }
 
     pub(super) async fn handle_get_object(
