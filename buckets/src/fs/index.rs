@@ -129,6 +129,15 @@ fn part_key(upload_id: &str, part: u32) -> String {
     format!("{upload_id}/{part:05}")
 }
 
+/// The part number of a [`part_key`].
+fn part_number(part_key: &str) -> u32 {
+    part_key
+        .rsplit('/')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_default()
+}
+
 fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T> {
     Ok(serde_json::from_slice(bytes)?)
 }
@@ -686,12 +695,7 @@ impl Index {
             if parts.len() == max {
                 return Ok((parts, true));
             }
-            let number = k
-                .value()
-                .rsplit('/')
-                .next()
-                .and_then(|n| n.parse().ok())
-                .unwrap_or_default();
+            let number = part_number(k.value());
             let rec: PartRecord = decode(v.value())?;
             parts.push(PartInfo {
                 number,
@@ -729,13 +733,7 @@ impl Index {
             let mut parts = Vec::new();
             for row in parts_t.range(from.as_str()..to.as_str())? {
                 let (k, v) = row?;
-                let number = k
-                    .value()
-                    .rsplit('/')
-                    .next()
-                    .and_then(|n| n.parse().ok())
-                    .unwrap_or_default();
-                parts.push((number, decode::<PartRecord>(v.value())?));
+                parts.push((part_number(k.value()), decode::<PartRecord>(v.value())?));
             }
             let k = object_key(bucket, key);
             let current = current(txn, &k)?;
