@@ -3,6 +3,7 @@
 mod auth;
 mod config;
 mod credentials;
+mod framing;
 mod metrics;
 mod s3;
 mod server;

@@ -22,6 +22,7 @@ use s3s::service::S3Service;
 use tokio::net::TcpListener;
 
 use crate::auth::OperationName;
+use crate::framing;
 use crate::metrics::{Metrics, OperationLabels, RequestLabels};
 
 /// Everything a request handler needs.
@@ -123,11 +124,17 @@ async fn handle(
         (Some(route), false) => (route.to_owned(), internal(&state, route)),
         _ => {
             let slot = OperationName::default();
+            let chunked = framing::is_chunked(req.headers());
             let mut req = req.map(|b| {
-                s3s::Body::http_body(Counting {
+                let counted = Counting {
                     inner: b,
                     counter: state.metrics.bytes_in.clone(),
-                })
+                };
+                if chunked {
+                    s3s::Body::http_body(framing::ChunkGuard::new(counted))
+                } else {
+                    s3s::Body::http_body(counted)
+                }
             });
             req.extensions_mut().insert(slot.clone());
             let response = match state.s3.call(req).await {

@@ -43,21 +43,27 @@ impl Reply {
 
 /// Sends a request as is.
 pub async fn send(req: http::Request<Full<Bytes>>) -> Reply {
+    try_send(req).await.expect("the server answers")
+}
+
+/// Sends a request; an error means the connection failed (for instance, the server
+/// refused a body while it was still being sent).
+pub async fn try_send(req: http::Request<Full<Bytes>>) -> Result<Reply, String> {
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let resp = client.request(req).await.expect("the server answers");
+    let resp = client.request(req).await.map_err(|e| format!("{e:?}"))?;
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let body = resp
         .into_body()
         .collect()
         .await
-        .expect("whole body")
+        .map_err(|e| e.to_string())?
         .to_bytes();
-    Reply {
+    Ok(Reply {
         status,
         headers,
         body,
-    }
+    })
 }
 
 /// Builds a request as is, with these headers and body.

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use http_body_util::Full;
 use s3_compat_tests::server::{ACCESS_KEY, DriveProcess, SECRET_KEY};
-use s3_compat_tests::sign::{request, send, signed};
+use s3_compat_tests::sign::{request, send, signed, streaming_signed_put, try_send};
 
 /// A named request and the S3 error code it must get, where one is certain.
 type Case = (
@@ -316,6 +316,39 @@ async fn malformed_requests_get_4xx_and_the_server_stays_up() {
         }
     }
 
+    // One aws-chunked chunk larger than Drive's 16 MiB limit is refused at its header: the
+    // answer is InvalidRequest, or the connection closes while the client is still sending.
+    let huge_chunk = vec![7u8; 17 * 1024 * 1024];
+    let url = format!("{ep}/{b}/huge-chunk");
+    match try_send(streaming_signed_put(
+        &url,
+        &[&huge_chunk],
+        false,
+        ACCESS_KEY,
+        SECRET_KEY,
+    ))
+    .await
+    {
+        Ok(r) => assert_eq!(
+            (r.status, r.code().as_str()),
+            (400, "InvalidRequest"),
+            "{}",
+            r.text()
+        ),
+        Err(e) => assert!(
+            e.contains("BrokenPipe") || e.contains("ConnectionReset"),
+            "{e}"
+        ),
+    }
+    assert!(
+        ctx.client
+            .head_object()
+            .bucket(&b)
+            .key("huge-chunk")
+            .send()
+            .await
+            .is_err()
+    );
     // Traversal-looking keys are stored as keys, inside the data directory.
     for key in [
         "%2e%2e%2f%2e%2e%2fescape",

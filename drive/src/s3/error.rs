@@ -52,6 +52,13 @@ fn body_error(io: &std::io::Error) -> S3Error {
     if inner.contains("SignatureMismatch") {
         return with_default(S3ErrorCode::SignatureDoesNotMatch);
     }
+    if inner.contains("aws-chunked chunk") {
+        // The framing guard (crate::framing) refused the body; its message says why.
+        return S3Error::with_message(
+            S3ErrorCode::InvalidRequest,
+            format!("The aws-chunked body was refused: {inner}"),
+        );
+    }
     if inner.contains("Sha256Mismatch") {
         let mut e = S3Error::with_message(
             S3ErrorCode::Custom("XAmzContentSHA256Mismatch".into()),
