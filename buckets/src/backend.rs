@@ -22,6 +22,9 @@ pub type BodyStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send + Sync
 /// the previous version, and a failed or cancelled write leaves nothing behind.
 #[async_trait::async_trait]
 pub trait Backend: Send + Sync + 'static {
+    /// Checks that the store can take writes now; the error says why not (for `/readyz`).
+    async fn check_ready(&self) -> Result<()>;
+
     /// Creates an empty bucket.
     async fn create_bucket(&self, bucket: &BucketName) -> Result<()>;
 

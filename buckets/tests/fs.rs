@@ -254,3 +254,16 @@ async fn concurrent_overwrites_of_one_key_end_with_one_whole_version() {
         "every replaced version's data is deleted"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_reports_a_store_that_cannot_take_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = FsBackend::open(dir.path()).unwrap();
+    b.check_ready().await.expect("a fresh store is ready");
+    std::fs::remove_dir_all(dir.path().join("tmp")).unwrap();
+    let err = b
+        .check_ready()
+        .await
+        .expect_err("no temp directory, no uploads");
+    assert!(matches!(err, Error::Io(_)), "{err:?}");
+}

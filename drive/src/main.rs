@@ -66,15 +66,16 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         std::env::var("DRIVE_ROOT_SECRET_KEY").ok(),
         &config.data_dir,
     )?;
-    let backend = buckets::fs::FsBackend::open(&config.data_dir).map_err(|e| {
+    let fs = buckets::fs::FsBackend::open(&config.data_dir).map_err(|e| {
         format!(
             "cannot open the data directory {}: {e}",
             config.data_dir.display()
         )
     })?;
+    let backend: Arc<dyn buckets::Backend> = Arc::new(fs);
 
     let mut builder =
-        S3ServiceBuilder::new(s3::Drive::new(Arc::new(backend), config.region.clone()));
+        S3ServiceBuilder::new(s3::Drive::new(Arc::clone(&backend), config.region.clone()));
     builder.set_auth(auth::Keys::new(root.clone()));
     builder.set_access(auth::Access);
     if let Some(domain) = &config.domain {
@@ -83,6 +84,7 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let state = Arc::new(server::State {
         s3: builder.build(),
         metrics: metrics::Metrics::new(),
+        backend,
     });
 
     let listener = tokio::net::TcpListener::bind(config.listen)

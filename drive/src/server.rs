@@ -31,6 +31,8 @@ pub struct State {
     pub s3: S3Service,
     /// Metrics registry.
     pub metrics: Metrics,
+    /// The storage backend, for readiness checks.
+    pub backend: Arc<dyn buckets::Backend>,
 }
 
 /// Serves on `listener` until `shutdown` resolves, then waits up to `grace` for in-flight
@@ -121,7 +123,7 @@ async fn handle(
         && header_u64(header::CONTENT_LENGTH.as_str()) == Some(0);
 
     let (operation, mut response) = match (internal_route(&req), is_signed(&req)) {
-        (Some(route), false) => (route.to_owned(), internal(&state, route)),
+        (Some(route), false) => (route.to_owned(), internal(&state, route).await),
         _ => {
             let slot = OperationName::default();
             let chunked = framing::is_chunked(req.headers());
@@ -213,15 +215,25 @@ fn internal_route(req: &Request<Incoming>) -> Option<&'static str> {
     }
 }
 
-fn internal(state: &State, route: &str) -> Response<ResponseBody> {
+async fn internal(state: &State, route: &str) -> Response<ResponseBody> {
+    let mut status = StatusCode::OK;
     let (content_type, body) = match route {
         "Metrics" => (
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
             state.metrics.render(),
         ),
+        "Readyz" => match state.backend.check_ready().await {
+            Ok(()) => ("text/plain; charset=utf-8", "ok\n".to_owned()),
+            Err(e) => {
+                tracing::warn!(error = %e, "not ready");
+                status = StatusCode::SERVICE_UNAVAILABLE;
+                ("text/plain; charset=utf-8", format!("not ready: {e}\n"))
+            }
+        },
         _ => ("text/plain; charset=utf-8", "ok\n".to_owned()),
     };
     Response::builder()
+        .status(status)
         .header(header::CONTENT_TYPE, content_type)
         .body(s3s::Body::from(body))
         .expect("static response")

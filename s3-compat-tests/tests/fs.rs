@@ -38,3 +38,25 @@ async fn virtual_host() {
     cases::virtual_host(&drive.ctx()).await;
     assert!(drive.terminate().success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_fails_with_the_reason_when_the_store_cannot_take_writes() {
+    let drive = DriveProcess::start();
+    assert_eq!(
+        s3_compat_tests::sign::get_url(format!("{}/readyz", drive.endpoint))
+            .await
+            .status,
+        200
+    );
+    std::fs::remove_dir_all(drive.data_dir.join("tmp")).unwrap();
+    let r = s3_compat_tests::sign::get_url(format!("{}/readyz", drive.endpoint)).await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(r.text().contains("not ready"), "{}", r.text());
+    assert_eq!(
+        s3_compat_tests::sign::get_url(format!("{}/healthz", drive.endpoint))
+            .await
+            .status,
+        200
+    );
+    assert!(drive.terminate().success());
+}

@@ -85,6 +85,13 @@ impl Blobs {
         self.blobs.join(&id[..2]).join(id)
     }
 
+    /// Creates and removes a file in the temp directory: fails if bodies cannot be received.
+    pub fn probe(&self) -> io::Result<()> {
+        let probe = self.tmp.join(format!("probe-{}", new_id()));
+        File::create_new(&probe)?;
+        fs::remove_file(probe)
+    }
+
     /// Every blob id on disk, for garbage collection at start.
     pub fn all_ids(&self) -> io::Result<Vec<String>> {
         let mut ids = Vec::new();

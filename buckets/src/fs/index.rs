@@ -262,6 +262,11 @@ impl Index {
         rx.recv().map_err(|_| stopped())?
     }
 
+    /// Runs an empty write through the committer: fails if the index cannot commit.
+    pub fn ping(&self) -> Result<()> {
+        self.write(|_| Ok(()))
+    }
+
     /// Every blob id the index references.
     pub fn referenced_blobs(&self) -> Result<std::collections::HashSet<String>> {
         let txn = self.db.begin_read()?;

@@ -145,6 +145,14 @@ impl FsBackend {
 
 #[async_trait::async_trait]
 impl Backend for FsBackend {
+    async fn check_ready(&self) -> Result<()> {
+        self.blocking(|i| {
+            i.blobs.probe()?;
+            i.index.ping()
+        })
+        .await
+    }
+
     async fn create_bucket(&self, bucket: &BucketName) -> Result<()> {
         let b = bucket.to_string();
         self.blocking(move |i| i.index.create_bucket(&b)).await
