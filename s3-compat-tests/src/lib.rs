@@ -108,6 +108,66 @@ impl HasStatus for aws_sdk_s3::config::http::HttpResponse {
     }
 }
 
+/// Uploads `key` as a multipart upload whose part `n` (from 1) is `part(n)`, with
+/// `in_flight` parts sent at once; returns the completed object's ETag.
+pub async fn multipart_put(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    parts: usize,
+    in_flight: usize,
+    part: impl Fn(usize) -> aws_sdk_s3::primitives::ByteStream,
+) -> String {
+    use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+    use futures::StreamExt;
+    let created = client
+        .create_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .expect("create upload");
+    let id = created.upload_id().expect("upload id");
+    let completed: Vec<CompletedPart> = futures::stream::iter(1..=parts)
+        .map(|n| {
+            let body = part(n);
+            async move {
+                let number = i32::try_from(n).expect("at most 10000 parts");
+                let out = client
+                    .upload_part()
+                    .bucket(bucket)
+                    .key(key)
+                    .upload_id(id)
+                    .part_number(number)
+                    .body(body)
+                    .send()
+                    .await
+                    .expect("upload part");
+                CompletedPart::builder()
+                    .part_number(number)
+                    .e_tag(out.e_tag().expect("part etag"))
+                    .build()
+            }
+        })
+        .buffered(in_flight)
+        .collect()
+        .await;
+    let done = client
+        .complete_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .upload_id(id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .set_parts(Some(completed))
+                .build(),
+        )
+        .send()
+        .await
+        .expect("complete upload");
+    done.e_tag().expect("object etag").to_owned()
+}
+
 /// Deterministic pseudo-random bytes (xorshift), so content can be recomputed to verify it.
 pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(len + 8);

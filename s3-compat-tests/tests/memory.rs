@@ -5,13 +5,11 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
-use futures::StreamExt;
 use http_body::{Body, Frame, SizeHint};
 use md5::{Digest as _, Md5};
-use s3_compat_tests::pattern;
 use s3_compat_tests::server::DriveProcess;
+use s3_compat_tests::{multipart_put, pattern};
 
 const MIB: u64 = 1024 * 1024;
 const SIZE: u64 = 2048 * MIB;
@@ -121,60 +119,11 @@ async fn two_gib_objects_stream_in_bounded_memory() {
         "peak RSS {after_single} KiB after the single PUT/GET"
     );
 
-    let id = ctx
-        .client
-        .create_multipart_upload()
-        .bucket(&bucket)
-        .key("multi")
-        .send()
-        .await
-        .unwrap()
-        .upload_id()
-        .unwrap()
-        .to_owned();
-    let parts: Vec<CompletedPart> = futures::stream::iter(1..=SIZE / PART)
-        .map(|n| {
-            let (client, bucket, id, chunk) = (
-                ctx.client.clone(),
-                bucket.clone(),
-                id.clone(),
-                chunk.clone(),
-            );
-            async move {
-                let n = i32::try_from(n).unwrap();
-                let out = client
-                    .upload_part()
-                    .bucket(&bucket)
-                    .key("multi")
-                    .upload_id(&id)
-                    .part_number(n)
-                    .content_length(i64::try_from(PART).unwrap())
-                    .body(generated(PART, &chunk))
-                    .send()
-                    .await
-                    .expect("part");
-                CompletedPart::builder()
-                    .part_number(n)
-                    .e_tag(out.e_tag().unwrap())
-                    .build()
-            }
-        })
-        .buffered(4)
-        .collect()
-        .await;
-    ctx.client
-        .complete_multipart_upload()
-        .bucket(&bucket)
-        .key("multi")
-        .upload_id(&id)
-        .multipart_upload(
-            CompletedMultipartUpload::builder()
-                .set_parts(Some(parts))
-                .build(),
-        )
-        .send()
-        .await
-        .expect("complete");
+    let parts = usize::try_from(SIZE / PART).unwrap();
+    multipart_put(&ctx.client, &bucket, "multi", parts, 4, |_| {
+        generated(PART, &chunk)
+    })
+    .await;
     assert_eq!(
         download_md5(&ctx.client, &bucket, "multi").await,
         (SIZE, want)

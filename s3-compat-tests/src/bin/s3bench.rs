@@ -8,10 +8,9 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
 use futures::StreamExt;
-use s3_compat_tests::{client, pattern, unique};
+use s3_compat_tests::{client, multipart_put, pattern, unique};
 
 const KIB: usize = 1024;
 const MIB: usize = 1024 * KIB;
@@ -168,56 +167,10 @@ async fn main() {
     }
     if wanted("multipart") {
         let t = Instant::now();
-        let id = b
-            .client
-            .create_multipart_upload()
-            .bucket(&b.bucket)
-            .key("1g")
-            .send()
-            .await
-            .expect("create")
-            .upload_id()
-            .unwrap()
-            .to_owned();
-        let parts: Vec<CompletedPart> = futures::stream::iter(1..=16usize)
-            .map(|n| {
-                let id = id.clone();
-                async move {
-                    let body = b.data.slice((n - 1) * 64 * MIB..n * 64 * MIB);
-                    let part = i32::try_from(n).unwrap();
-                    let out = b
-                        .client
-                        .upload_part()
-                        .bucket(&b.bucket)
-                        .key("1g")
-                        .upload_id(&id)
-                        .part_number(part)
-                        .body(ByteStream::from(body))
-                        .send()
-                        .await
-                        .expect("part");
-                    CompletedPart::builder()
-                        .part_number(part)
-                        .e_tag(out.e_tag().unwrap())
-                        .build()
-                }
-            })
-            .buffered(4)
-            .collect()
-            .await;
-        b.client
-            .complete_multipart_upload()
-            .bucket(&b.bucket)
-            .key("1g")
-            .upload_id(&id)
-            .multipart_upload(
-                CompletedMultipartUpload::builder()
-                    .set_parts(Some(parts))
-                    .build(),
-            )
-            .send()
-            .await
-            .expect("complete");
+        multipart_put(&b.client, &b.bucket, "1g", 16, 4, |n| {
+            ByteStream::from(b.data.slice((n - 1) * 64 * MIB..n * 64 * MIB))
+        })
+        .await;
         report(
             "multipart_1g_c4",
             1024.0 / t.elapsed().as_secs_f64(),
