@@ -7,8 +7,8 @@ use bytes::Bytes;
 use futures::Stream;
 
 use crate::{
-    BucketInfo, BucketName, ByteRange, CompletedPart, ListPage, ListQuery, ObjectAttrs, ObjectInfo,
-    ObjectKey, PartInfo, PartsPage, PutOptions, Result, Seal, UploadsPage, UploadsQuery,
+    BodyInfo, BucketInfo, BucketName, ByteRange, CompletedPart, ListPage, ListQuery, ObjectAttrs,
+    ObjectInfo, ObjectKey, PartInfo, PartsPage, PutOptions, Result, UploadsPage, UploadsQuery,
     WriteCondition,
 };
 
@@ -18,7 +18,7 @@ pub type BodyStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send + Sync
 /// The storage operations an S3 front door needs.
 ///
 /// Contract for writes: an object (or part) becomes visible only after its whole body has
-/// been read without error and the [`PutOptions::seal`] accepted it; until then, readers see
+/// been read without error and the [`BodyInfo::seal`] accepted it; until then, readers see
 /// the previous version, and a failed or cancelled write leaves nothing behind.
 #[async_trait::async_trait]
 pub trait Backend: Send + Sync + 'static {
@@ -91,7 +91,7 @@ pub trait Backend: Send + Sync + 'static {
         upload_id: &str,
         part: u32,
         body: BodyStream,
-        seal: Option<Seal>,
+        info: BodyInfo,
     ) -> Result<PartInfo>;
 
     /// Lists the parts of an upload after `marker`.

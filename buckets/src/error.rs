@@ -56,6 +56,15 @@ pub enum Error {
     /// The storage itself failed.
     #[error("storage I/O failed: {0}")]
     Io(#[from] io::Error),
+    /// The store cannot be reached or answered with a server error; worth retrying.
+    #[error("the storage backend is unavailable: {0}")]
+    Unavailable(String),
+    /// The store asks to slow down.
+    #[error("the storage backend asks to slow down")]
+    SlowDown,
+    /// The store refused a request it should have accepted (credentials, configuration).
+    #[error("the storage backend failed: {0}")]
+    Backend(String),
     /// The metadata index failed.
     #[error("metadata index failed: {0}")]
     Index(String),

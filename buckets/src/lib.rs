@@ -5,12 +5,16 @@
 //! [`Error`] is the semantic error every backend maps its own failures into.
 
 mod backend;
+#[cfg(feature = "s3")]
+mod cloud;
 mod error;
 pub mod fs;
 mod list;
 mod multipart;
 mod names;
 mod object;
+#[cfg(feature = "s3")]
+pub mod s3;
 
 pub use backend::{Backend, BodyStream};
 pub use error::{Error, Result};
@@ -24,5 +28,6 @@ pub use multipart::{
 };
 pub use names::{BucketName, ObjectKey};
 pub use object::{
-    BucketInfo, ByteRange, Checksums, ObjectAttrs, ObjectInfo, PutOptions, Seal, WriteCondition,
+    BodyInfo, BucketInfo, ByteRange, Checksums, ObjectAttrs, ObjectInfo, PutOptions, Seal,
+    WriteCondition,
 };

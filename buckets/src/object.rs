@@ -94,6 +94,18 @@ impl WriteCondition {
 /// visible. It returns the checksums to store, or refuses the body (the write is then undone).
 pub type Seal = Box<dyn FnOnce(&str) -> Result<Checksums> + Send>;
 
+/// What the client declared about a body, and how to verify it before it becomes visible.
+#[derive(Default)]
+pub struct BodyInfo {
+    /// The body's length when the request declared it (cloud stores need it up front).
+    pub len: Option<u64>,
+    /// The checksum algorithm the client declared (`CRC32`, ...), so that stores keeping
+    /// checksums themselves compute the same one.
+    pub checksum_algorithm: Option<String>,
+    /// Verification of the complete body before commit.
+    pub seal: Option<Seal>,
+}
+
 /// How to write an object.
 #[derive(Default)]
 pub struct PutOptions {
@@ -101,8 +113,8 @@ pub struct PutOptions {
     pub attrs: ObjectAttrs,
     /// A condition checked atomically with the commit.
     pub condition: Option<WriteCondition>,
-    /// Verification of the complete body before commit.
-    pub seal: Option<Seal>,
+    /// What is known about the body.
+    pub body: BodyInfo,
 }
 
 /// A byte range as a client asks for it.

@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 
 use buckets::fs::{FsBackend, INLINE_MAX};
-use buckets::{Backend, BodyStream, BucketName, Error, ObjectKey, PutOptions, WriteCondition};
+use buckets::{
+    Backend, BodyInfo, BodyStream, BucketName, Error, ObjectKey, PutOptions, WriteCondition,
+};
 use bytes::Bytes;
 use futures::StreamExt;
 
@@ -114,9 +116,12 @@ async fn refused_and_conditional_writes_leave_nothing() {
     let key = ObjectKey::new("k").unwrap();
     for size in [10, INLINE_MAX * 4] {
         let refuse = PutOptions {
-            seal: Some(Box::new(|_: &str| {
-                Err(Error::Rejected("digest mismatch".into()))
-            })),
+            body: BodyInfo {
+                seal: Some(Box::new(|_: &str| {
+                    Err(Error::Rejected("digest mismatch".into()))
+                })),
+                ..BodyInfo::default()
+            },
             ..PutOptions::default()
         };
         assert!(matches!(
@@ -165,10 +170,13 @@ async fn refused_and_conditional_writes_leave_nothing() {
     );
 
     let checksums = PutOptions {
-        seal: Some(Box::new(|md5: &str| {
-            assert_eq!(md5, "8d777f385d3dfec8815d20f7496026dc");
-            Ok(BTreeMap::from([("CRC32".to_owned(), "abc".to_owned())]))
-        })),
+        body: BodyInfo {
+            seal: Some(Box::new(|md5: &str| {
+                assert_eq!(md5, "8d777f385d3dfec8815d20f7496026dc");
+                Ok(BTreeMap::from([("CRC32".to_owned(), "abc".to_owned())]))
+            })),
+            ..BodyInfo::default()
+        },
         ..PutOptions::default()
     };
     let info = b

@@ -31,6 +31,87 @@ pub struct ServeArgs {
     /// TOML configuration file with the same settings (snake_case keys).
     #[arg(long, env = "DRIVE_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Where objects live: `fs` (the data directory) or `s3` [default: fs].
+    #[arg(long, env = "DRIVE_BACKEND")]
+    pub backend: Option<BackendKind>,
+    /// Prefix inside the cloud container under which all Drive buckets live [default: drive].
+    #[arg(long, env = "DRIVE_ROOT_PREFIX")]
+    pub root_prefix: Option<String>,
+    /// S3 backend: service endpoint [default: AWS].
+    #[arg(long, env = "DRIVE_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// S3 backend: region to sign for [default: us-east-1].
+    #[arg(long, env = "DRIVE_S3_REGION")]
+    pub s3_region: Option<String>,
+    /// S3 backend: the provider bucket that holds every Drive bucket.
+    #[arg(long, env = "DRIVE_S3_BUCKET")]
+    pub s3_bucket: Option<String>,
+    /// S3 backend: access key id.
+    #[arg(long, env = "DRIVE_S3_ACCESS_KEY")]
+    pub s3_access_key: Option<String>,
+    /// S3 backend: secret access key (prefer the environment variable to the flag).
+    #[arg(long, env = "DRIVE_S3_SECRET_KEY", hide_env_values = true)]
+    pub s3_secret_key: Option<Secret>,
+}
+
+/// Which store holds the objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// The local filesystem under the data directory.
+    Fs,
+    /// AWS S3 or any S3-compatible service.
+    S3,
+}
+
+/// A secret setting: never printed, not even in debug output.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<secret>")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+/// Settings of the S3 backend.
+#[derive(Debug, Clone)]
+pub struct S3Config {
+    /// Service endpoint; `None` for AWS.
+    pub endpoint: Option<String>,
+    /// Region to sign for.
+    pub region: String,
+    /// The provider bucket.
+    pub bucket: String,
+    /// Access key id.
+    pub access_key: String,
+    /// Secret access key.
+    pub secret_key: Secret,
+}
+
+/// The store that holds the objects, with its settings.
+#[derive(Debug, Clone)]
+pub enum BackendConfig {
+    /// The filesystem under the data directory.
+    Fs,
+    /// An S3 bucket, under a root prefix.
+    S3 { s3: S3Config, root_prefix: String },
 }
 
 /// How logs are written.
@@ -53,6 +134,13 @@ struct FileConfig {
     region: Option<String>,
     log_format: Option<LogFormat>,
     shutdown_timeout_secs: Option<u64>,
+    backend: Option<BackendKind>,
+    root_prefix: Option<String>,
+    s3_endpoint: Option<String>,
+    s3_region: Option<String>,
+    s3_bucket: Option<String>,
+    s3_access_key: Option<String>,
+    s3_secret_key: Option<Secret>,
 }
 
 /// The resolved configuration.
@@ -70,6 +158,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Grace period for in-flight requests at shutdown.
     pub shutdown_timeout: Duration,
+    /// Where objects live.
+    pub backend: BackendConfig,
 }
 
 /// A configuration that cannot be used.
@@ -87,6 +177,14 @@ pub enum ConfigError {
         path: PathBuf,
         source: Box<toml::de::Error>,
     },
+    /// A setting the chosen backend needs is missing.
+    #[error("the {backend} backend needs {setting} (flag --{flag} or {env})")]
+    Missing {
+        backend: &'static str,
+        setting: &'static str,
+        flag: &'static str,
+        env: &'static str,
+    },
 }
 
 impl Config {
@@ -96,7 +194,43 @@ impl Config {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
+        let root_prefix = args
+            .root_prefix
+            .or(file.root_prefix)
+            .unwrap_or_else(|| "drive".into());
+        let backend = match args.backend.or(file.backend).unwrap_or(BackendKind::Fs) {
+            BackendKind::Fs => BackendConfig::Fs,
+            BackendKind::S3 => {
+                let missing = |setting, flag, env| ConfigError::Missing {
+                    backend: "s3",
+                    setting,
+                    flag,
+                    env,
+                };
+                BackendConfig::S3 {
+                    s3: S3Config {
+                        endpoint: args.s3_endpoint.or(file.s3_endpoint),
+                        region: args
+                            .s3_region
+                            .or(file.s3_region)
+                            .unwrap_or_else(|| "us-east-1".into()),
+                        bucket: args
+                            .s3_bucket
+                            .or(file.s3_bucket)
+                            .ok_or_else(|| missing("a bucket", "s3-bucket", "DRIVE_S3_BUCKET"))?,
+                        access_key: args.s3_access_key.or(file.s3_access_key).ok_or_else(|| {
+                            missing("an access key", "s3-access-key", "DRIVE_S3_ACCESS_KEY")
+                        })?,
+                        secret_key: args.s3_secret_key.or(file.s3_secret_key).ok_or_else(|| {
+                            missing("a secret key", "s3-secret-key", "DRIVE_S3_SECRET_KEY")
+                        })?,
+                    },
+                    root_prefix,
+                }
+            }
+        };
         Ok(Self {
+            backend,
             listen: args
                 .listen
                 .or(file.listen)
@@ -157,6 +291,34 @@ mod tests {
         assert_eq!(c.domain.as_deref(), Some("s3.local"));
         assert_eq!(c.region, "ap-south-1");
         assert_eq!(c.data_dir, PathBuf::from("data"));
+        assert!(matches!(c.backend, BackendConfig::Fs));
+    }
+
+    #[test]
+    fn the_s3_backend_names_what_it_misses_and_hides_its_secret() {
+        let args = ServeArgs {
+            backend: Some(BackendKind::S3),
+            s3_bucket: Some("up".into()),
+            ..Default::default()
+        };
+        let err = Config::resolve(args).unwrap_err().to_string();
+        assert!(err.contains("DRIVE_S3_ACCESS_KEY"), "{err}");
+        let args = ServeArgs {
+            backend: Some(BackendKind::S3),
+            s3_bucket: Some("up".into()),
+            s3_access_key: Some("ak".into()),
+            s3_secret_key: Some("very-secret".parse().unwrap()),
+            ..Default::default()
+        };
+        let c = Config::resolve(args).unwrap();
+        assert!(!format!("{c:?}").contains("very-secret"));
+        let BackendConfig::S3 { s3, root_prefix } = c.backend else {
+            panic!("s3 expected");
+        };
+        assert_eq!(
+            (s3.region.as_str(), root_prefix.as_str()),
+            ("us-east-1", "drive")
+        );
     }
 
     #[test]

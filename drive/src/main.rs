@@ -14,7 +14,7 @@ use std::sync::Arc;
 use clap::Parser;
 use s3s::service::S3ServiceBuilder;
 
-use crate::config::{Config, LogFormat, ServeArgs};
+use crate::config::{BackendConfig, Config, LogFormat, ServeArgs};
 use crate::credentials::{Origin, RootCredentials};
 
 /// Drive: S3-compatible object storage with a home bucket for every user.
@@ -66,13 +66,7 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         std::env::var("DRIVE_ROOT_SECRET_KEY").ok(),
         &config.data_dir,
     )?;
-    let fs = buckets::fs::FsBackend::open(&config.data_dir).map_err(|e| {
-        format!(
-            "cannot open the data directory {}: {e}",
-            config.data_dir.display()
-        )
-    })?;
-    let backend: Arc<dyn buckets::Backend> = Arc::new(fs);
+    let backend = open_backend(&config).await?;
 
     let mut builder =
         S3ServiceBuilder::new(s3::Drive::new(Arc::clone(&backend), config.region.clone()));
@@ -106,13 +100,49 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// Opens the configured store and checks that it can be used.
+async fn open_backend(config: &Config) -> Result<Arc<dyn buckets::Backend>, String> {
+    match &config.backend {
+        BackendConfig::Fs => {
+            let fs = buckets::fs::FsBackend::open(&config.data_dir).map_err(|e| {
+                format!(
+                    "cannot open the data directory {}: {e}",
+                    config.data_dir.display()
+                )
+            })?;
+            Ok(Arc::new(fs))
+        }
+        BackendConfig::S3 { s3, root_prefix } => {
+            let settings = buckets::s3::S3Settings {
+                endpoint: s3.endpoint.clone(),
+                region: s3.region.clone(),
+                bucket: s3.bucket.clone(),
+                root: root_prefix.clone(),
+                access_key: s3.access_key.clone(),
+                secret_key: s3.secret_key.expose().to_owned(),
+            };
+            let backend = buckets::s3::S3Backend::connect(settings)
+                .await
+                .map_err(|e| format!("cannot use the S3 bucket {:?}: {e}", s3.bucket))?;
+            Ok(Arc::new(backend))
+        }
+    }
+}
+
 /// Prints where Drive listens and how to reach it with aws-cli.
 fn announce(config: &Config, addr: &std::net::SocketAddr, root: &RootCredentials, origin: &Origin) {
     let endpoint = format!("http://{addr}");
-    println!(
-        "Drive is listening on {endpoint} (data in {})",
-        config.data_dir.display()
-    );
+    match &config.backend {
+        BackendConfig::Fs => println!(
+            "Drive is listening on {endpoint} (data in {})",
+            config.data_dir.display()
+        ),
+        BackendConfig::S3 { s3, root_prefix } => println!(
+            "Drive is listening on {endpoint} (data in S3 bucket {} under {root_prefix:?}, endpoint {})",
+            s3.bucket,
+            s3.endpoint.as_deref().unwrap_or("AWS")
+        ),
+    }
     if let Some(domain) = &config.domain {
         println!("Virtual-host-style requests: http://<bucket>.{domain}");
     }

@@ -2,7 +2,8 @@
 # Installs the tools the client compatibility suite needs, idempotently:
 #   - a Python venv with requirements.txt, kept outside the repo in
 #     ${DRIVE_TOOLS_DIR:-$HOME/.cache/drive-tools}/venv and reused across runs;
-#   - rclone from Debian's packages when it is missing.
+#   - rclone from Debian's packages when it is missing;
+#   - Azurite (npm) in ${DRIVE_TOOLS_DIR}/azurite, for the Azure backend suite.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -65,3 +66,17 @@ if ! command -v rclone >/dev/null 2>&1; then
     apt_install rclone
 fi
 echo "setup: rclone $(rclone version 2>/dev/null | head -n1 | awk '{print $2}'), $("$venv/bin/aws" --version 2>&1)"
+
+azurite_version="3.37.0"
+azurite="$tools_dir/azurite"
+if [ "$(cat "$azurite/.drive-version" 2>/dev/null || true)" != "$azurite_version" ]; then
+    if ! command -v npm >/dev/null 2>&1; then
+        apt_install nodejs npm
+    fi
+    echo "setup: installing azurite $azurite_version"
+    rm -rf "$azurite"
+    mkdir -p "$azurite"
+    npm install --prefix "$azurite" --no-audit --no-fund --loglevel=error "azurite@$azurite_version" >/dev/null
+    echo "$azurite_version" > "$azurite/.drive-version"
+fi
+echo "setup: azurite $azurite_version in $azurite"

@@ -22,9 +22,9 @@ use std::sync::Arc;
 use self::blobs::{BlobRef, Blobs, Received};
 use self::index::{FORMAT, Index, ObjectRecord, PartRecord, now_ms};
 use crate::{
-    Backend, BodyStream, BucketInfo, BucketName, ByteRange, CompletedPart, Error, ListPage,
-    ListQuery, ObjectAttrs, ObjectInfo, ObjectKey, PartInfo, PartsPage, PutOptions, Result, Seal,
-    UploadsPage, UploadsQuery, WriteCondition, multipart_etag, select_parts,
+    Backend, BodyInfo, BodyStream, BucketInfo, BucketName, ByteRange, CompletedPart, Error,
+    ListPage, ListQuery, ObjectAttrs, ObjectInfo, ObjectKey, PartInfo, PartsPage, PutOptions,
+    Result, Seal, UploadsPage, UploadsQuery, WriteCondition, multipart_etag, select_parts,
 };
 
 /// Bodies up to this size are stored in the index instead of a blob file.
@@ -187,7 +187,7 @@ impl Backend for FsBackend {
         let PutOptions {
             attrs,
             condition,
-            seal,
+            body: BodyInfo { seal, .. },
         } = opts;
         let sealed = self.receive(body, seal, INLINE_MAX).await?;
         let record = ObjectRecord {
@@ -374,7 +374,7 @@ impl Backend for FsBackend {
         upload_id: &str,
         part: u32,
         body: BodyStream,
-        seal: Option<Seal>,
+        info: BodyInfo,
     ) -> Result<PartInfo> {
         let upload_id = upload(upload_id)?;
         self.inner
@@ -385,7 +385,7 @@ impl Backend for FsBackend {
             md5,
             checksums,
             ..
-        } = self.receive(body, seal, 0).await?;
+        } = self.receive(body, info.seal, 0).await?;
         let blob = blob.expect("parts are always blobs");
         let record = PartRecord {
             v: FORMAT,

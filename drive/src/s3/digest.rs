@@ -4,7 +4,7 @@
 use std::io;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use buckets::{BodyStream, Checksums, Seal};
+use buckets::{BodyInfo, BodyStream, Checksums, Seal};
 use futures::TryStreamExt;
 use http::HeaderMap;
 use s3s::checksum::ChecksumHasher;
@@ -54,14 +54,16 @@ pub struct Declared {
 
 const ALGORITHMS: [&str; 5] = ["CRC32", "CRC32C", "SHA1", "SHA256", "CRC64NVME"];
 
-/// Wraps a request body so that its checksums are computed as it streams, and returns the
-/// seal that checks them (and Content-MD5) once the body is complete.
+/// Wraps a request body so that its checksums are computed as it streams, and describes it:
+/// its declared length, its checksum algorithm and the seal that checks the checksums (and
+/// Content-MD5) once the body is complete.
 pub fn verify(
     body: StreamingBlob,
     declared: Declared,
     headers: &HeaderMap,
     trailers: Option<TrailingHeaders>,
-) -> (BodyStream, Seal) {
+) -> (BodyStream, BodyInfo) {
+    let len = body_len(headers);
     let trailer_names: Vec<String> = headers
         .get_all("x-amz-trailer")
         .iter()
@@ -93,6 +95,11 @@ pub fn verify(
                     .any(|t| t.eq_ignore_ascii_case(&format!("x-amz-checksum-{name}")))
         })
         .collect();
+    let checksum_algorithm = ALGORITHMS
+        .iter()
+        .zip(&wanted)
+        .find(|(_, w)| **w)
+        .map(|(name, _)| (*name).to_owned());
     let hasher = ChecksumHasher {
         crc32: wanted[0].then(Crc32::new),
         crc32c: wanted[1].then(Crc32c::new),
@@ -175,5 +182,22 @@ pub fn verify(
         }
         Ok(stored)
     });
-    (stream, seal)
+    let info = BodyInfo {
+        len,
+        checksum_algorithm,
+        seal: Some(seal),
+    };
+    (stream, info)
+}
+
+/// The length of the decoded body: `x-amz-decoded-content-length` for `aws-chunked` bodies,
+/// otherwise `Content-Length`.
+fn body_len(headers: &HeaderMap) -> Option<u64> {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok())
+    };
+    header("x-amz-decoded-content-length").or_else(|| header("content-length"))
 }

@@ -32,7 +32,15 @@ pub fn s3(e: buckets::Error) -> S3Error {
             Err(other) => S3Error::with_message(S3ErrorCode::InvalidRequest, other.to_string()),
         },
         E::Body(io) => body_error(&io),
-        e @ (E::Io(_) | E::Index(_)) => {
+        E::SlowDown => with_default(S3ErrorCode::SlowDown),
+        e @ E::Unavailable(_) => {
+            tracing::warn!(error = %e, "storage unavailable");
+            s3_error!(
+                ServiceUnavailable,
+                "The storage backend is unavailable. Please try again."
+            )
+        }
+        e @ (E::Io(_) | E::Index(_) | E::Backend(_)) => {
             tracing::error!(error = %e, "storage failure");
             s3_error!(
                 InternalError,

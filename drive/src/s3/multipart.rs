@@ -71,7 +71,7 @@ impl Drive {
         let k = key(&input.key)?;
         let n = part_number(input.part_number)?;
         let body = input.body.ok_or_else(|| s3_error!(IncompleteBody))?;
-        let (body, seal) = digest::verify(
+        let (body, info) = digest::verify(
             body,
             declared_digests!(input),
             &req.headers,
@@ -79,7 +79,7 @@ impl Drive {
         );
         let part = self
             .backend
-            .upload_part(&b, &k, &input.upload_id, n, body, Some(seal))
+            .upload_part(&b, &k, &input.upload_id, n, body, info)
             .await
             .map_err(error::s3)?;
         Ok(S3Response::new(with_checksums!(
@@ -119,9 +119,17 @@ impl Drive {
                 info.size
             ));
         }
+        let len = match range {
+            Some(r) => r.resolve(info.size).map_err(error::s3)?.1,
+            None => info.size,
+        };
+        let body_info = buckets::BodyInfo {
+            len: Some(len),
+            ..Default::default()
+        };
         let part = self
             .backend
-            .upload_part(&b, &k, &input.upload_id, n, body, None)
+            .upload_part(&b, &k, &input.upload_id, n, body, body_info)
             .await
             .map_err(error::s3)?;
         Ok(S3Response::new(UploadPartCopyOutput {

@@ -52,7 +52,7 @@ impl Drive {
         let k = key(&input.key)?;
         let body = input.body.ok_or_else(|| s3_error!(IncompleteBody))?;
         let condition = write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
-        let (body, seal) = digest::verify(
+        let (body, info) = digest::verify(
             body,
             declared_digests!(input),
             &req.headers,
@@ -62,7 +62,7 @@ impl Drive {
         let opts = PutOptions {
             attrs,
             condition,
-            seal: Some(seal),
+            body: info,
         };
         let info = self
             .backend

@@ -1,0 +1,185 @@
+//! Verifying a body on its way to a provider, before the provider can commit it.
+//!
+//! A provider commits an upload of known length once it has received the last byte. So the
+//! body is passed on with its last chunk held back: when the client's body ends, the seal
+//! runs, and only if it accepts is the last chunk released; otherwise the stream fails and
+//! the provider never sees a complete body.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures::Stream;
+use md5::{Digest as _, Md5};
+
+use crate::{BodyStream, Checksums, Error, Result, Seal};
+
+/// What the seal established about a complete body.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Verified {
+    /// The body's MD5, hex.
+    pub md5: String,
+    /// The checksums the seal returned.
+    pub checksums: Checksums,
+    /// The body's length.
+    pub len: u64,
+}
+
+/// The outcome of a sealed body, readable once the stream has ended.
+#[derive(Clone, Default)]
+pub(crate) struct Outcome(Arc<Mutex<Option<Result<Verified>>>>);
+
+impl Outcome {
+    /// Takes the outcome: the verified body, the reason it was refused or failed, or an error
+    /// if the stream was never read to its end.
+    pub(crate) fn take(&self) -> Result<Verified> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+            .unwrap_or_else(|| {
+                Err(Error::Body(io::Error::other(
+                    "the body was not read in full",
+                )))
+            })
+    }
+
+    fn set(&self, r: Result<Verified>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(r);
+    }
+}
+
+struct Sealing {
+    inner: BodyStream,
+    held: Option<Bytes>,
+    md5: Md5,
+    len: u64,
+    seal: Mutex<Option<Seal>>,
+    outcome: Outcome,
+    done: bool,
+}
+
+/// Wraps `body` so that the seal runs before its last chunk is released. Read the outcome
+/// after the consumer has finished with the stream.
+pub(crate) fn sealing(body: BodyStream, seal: Option<Seal>) -> (BodyStream, Outcome) {
+    let outcome = Outcome::default();
+    let stream = Sealing {
+        inner: body,
+        held: None,
+        md5: Md5::new(),
+        len: 0,
+        seal: Mutex::new(seal),
+        outcome: outcome.clone(),
+        done: false,
+    };
+    (Box::pin(stream), outcome)
+}
+
+impl Sealing {
+    fn finish(&mut self) -> Poll<Option<io::Result<Bytes>>> {
+        self.done = true;
+        let md5 = hex_simd::encode_to_string(
+            std::mem::take(&mut self.md5).finalize(),
+            hex_simd::AsciiCase::Lower,
+        );
+        let seal = self
+            .seal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        match seal.map(|s| s(&md5)).transpose() {
+            Ok(checksums) => {
+                self.outcome.set(Ok(Verified {
+                    md5,
+                    checksums: checksums.unwrap_or_default(),
+                    len: self.len,
+                }));
+                Poll::Ready(self.held.take().map(Ok))
+            }
+            Err(e) => {
+                let message = e.to_string();
+                self.outcome.set(Err(e));
+                Poll::Ready(Some(Err(io::Error::other(message))))
+            }
+        }
+    }
+}
+
+impl Stream for Sealing {
+    type Item = io::Result<Bytes>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(None);
+        }
+        loop {
+            match this.inner.as_mut().poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(chunk))) => {
+                    if chunk.is_empty() {
+                        continue;
+                    }
+                    this.md5.update(&chunk);
+                    this.len += chunk.len() as u64;
+                    if let Some(previous) = this.held.replace(chunk) {
+                        return Poll::Ready(Some(Ok(previous)));
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    this.done = true;
+                    let message = e.to_string();
+                    this.outcome.set(Err(Error::Body(e)));
+                    return Poll::Ready(Some(Err(io::Error::other(message))));
+                }
+                Poll::Ready(None) => return this.finish(),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::StreamExt;
+
+    use super::*;
+
+    fn body(chunks: &[&'static [u8]]) -> BodyStream {
+        Box::pin(futures::stream::iter(
+            chunks
+                .iter()
+                .map(|c| Ok(Bytes::from_static(c)))
+                .collect::<Vec<_>>(),
+        ))
+    }
+
+    #[tokio::test]
+    async fn releases_the_last_chunk_only_when_the_seal_accepts() {
+        let (s, outcome) = sealing(body(&[b"ab", b"", b"cd"]), None);
+        let got: Vec<_> = s.collect().await;
+        assert_eq!(got.len(), 2);
+        let v = outcome.take().unwrap();
+        assert_eq!(
+            (v.len, v.md5.as_str()),
+            (4, "e2fc714c4727ee9395f324cd2e7f331f")
+        );
+
+        let refuse: Seal = Box::new(|_| Err(Error::Rejected("bad digest".into())));
+        let (mut s, outcome) = sealing(body(&[b"ab", b"cd"]), Some(refuse));
+        assert_eq!(s.next().await.unwrap().unwrap(), "ab");
+        assert!(
+            s.next().await.unwrap().is_err(),
+            "the last chunk is never released"
+        );
+        assert!(s.next().await.is_none());
+        assert!(matches!(outcome.take(), Err(Error::Rejected(_))));
+    }
+
+    #[tokio::test]
+    async fn an_unread_body_has_no_outcome() {
+        let (_s, outcome) = sealing(body(&[b"x"]), None);
+        assert!(matches!(outcome.take(), Err(Error::Body(_))));
+    }
+}
