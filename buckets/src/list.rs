@@ -76,6 +76,55 @@ pub struct UploadsPage {
     pub next: Option<(String, Option<String>)>,
 }
 
+/// Cuts a page of in-progress uploads from `rows` (ordered by key, then upload id), applying
+/// the query's markers, delimiter and page size.
+pub(crate) fn uploads_page(
+    rows: impl Iterator<Item = crate::Result<UploadSummary>>,
+    q: &UploadsQuery,
+) -> crate::Result<UploadsPage> {
+    let mut page = UploadsPage::default();
+    // The last upload or common prefix returned: where the next page starts.
+    let mut last: Option<(String, Option<String>)> = None;
+    let mut count = 0;
+    for row in rows {
+        let upload = row?;
+        let (key, upload_id) = (upload.key.as_str(), upload.upload_id.as_str());
+        if !key.starts_with(&q.prefix) {
+            continue;
+        }
+        if let Some(marker) = q.key_marker.as_deref() {
+            let after_marker = match q.upload_id_marker.as_deref() {
+                Some(id) => (key, upload_id) > (marker, id),
+                None => key > marker,
+            };
+            if !after_marker {
+                continue;
+            }
+        }
+        let cp = common_prefix(key, &q.prefix, q.delimiter.as_deref());
+        if let Some(cp) = cp {
+            let seen = page.common_prefixes.last().map(String::as_str) == Some(cp);
+            let before_marker = q.key_marker.as_deref().is_some_and(|m| cp <= m);
+            if seen || before_marker {
+                continue;
+            }
+        }
+        if count == q.max_uploads {
+            page.next = last;
+            break;
+        }
+        count += 1;
+        if let Some(cp) = cp {
+            page.common_prefixes.push(cp.to_owned());
+            last = Some((cp.to_owned(), None));
+            continue;
+        }
+        last = Some((upload.key.clone(), Some(upload.upload_id.clone())));
+        page.uploads.push(upload);
+    }
+    Ok(page)
+}
+
 /// The smallest string that sorts after every string starting with `prefix`, if any.
 /// Listing uses it to skip past a whole common prefix in one step.
 #[must_use]

@@ -193,6 +193,39 @@ impl S3Backend {
         }
     }
 
+    /// One page of the provider's flat listing under `prefix`, after `after`.
+    async fn list_page(
+        &self,
+        prefix: String,
+        after: Option<String>,
+        page_size: i32,
+    ) -> Result<ProviderPage> {
+        let out = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .set_start_after(after)
+            .max_keys(page_size)
+            .encoding_type(EncodingType::Url)
+            .send()
+            .await
+            .map_err(provider)?;
+        let mut objects = Vec::with_capacity(out.contents().len());
+        for o in out.contents() {
+            objects.push(ObjectSummary {
+                key: url_decoded(o.key().unwrap_or_default())?,
+                size: u64::try_from(o.size().unwrap_or(0)).unwrap_or(0),
+                etag: o.e_tag().unwrap_or_default().trim_matches('"').to_owned(),
+                last_modified: time(o.last_modified()),
+            });
+        }
+        Ok(ProviderPage {
+            objects,
+            truncated: out.is_truncated() == Some(true),
+        })
+    }
+
     async fn all_parts(&self, name: &str, upload_id: &str) -> Result<Vec<PartInfo>> {
         let mut parts = Vec::new();
         let mut marker: Option<String> = None;
@@ -210,7 +243,7 @@ impl S3Backend {
             parts.extend(out.parts().iter().map(part_info));
             match out.next_part_number_marker() {
                 Some(next) if out.is_truncated() == Some(true) => marker = Some(next.to_owned()),
-                _ => return Ok(parts),
+                _ => return Ok(latest_parts(parts)),
             }
         }
     }
@@ -361,7 +394,7 @@ impl Backend for S3Backend {
             body: info,
         } = opts;
         let algorithm = info.checksum_algorithm.clone();
-        let name = self.layout.object(bucket, key);
+        let name = self.layout.object(bucket, key)?;
         let (out, verified) = self
             .send_body(body, info, |body, len| {
                 let mut req = with_attrs!(
@@ -404,7 +437,7 @@ impl Backend for S3Backend {
             .client
             .get_object()
             .bucket(&self.bucket)
-            .key(self.layout.object(bucket, key))
+            .key(self.layout.object(bucket, key)?)
             .set_range(range.map(range_header))
             .checksum_mode(ChecksumMode::Enabled)
             .send()
@@ -436,7 +469,7 @@ impl Backend for S3Backend {
             .client
             .head_object()
             .bucket(&self.bucket)
-            .key(self.layout.object(bucket, key))
+            .key(self.layout.object(bucket, key)?)
             .checksum_mode(ChecksumMode::Enabled)
             .send()
             .await;
@@ -458,7 +491,7 @@ impl Backend for S3Backend {
         self.client
             .delete_object()
             .bucket(&self.bucket)
-            .key(self.layout.object(bucket, key))
+            .key(self.layout.object(bucket, key)?)
             .send()
             .await
             .map_err(provider)?;
@@ -477,13 +510,13 @@ impl Backend for S3Backend {
         let source = format!(
             "{}/{}",
             self.bucket,
-            percent_encoding::utf8_percent_encode(&self.layout.object(src.0, src.1), COPY_SOURCE)
+            percent_encoding::utf8_percent_encode(&self.layout.object(src.0, src.1)?, COPY_SOURCE)
         );
         let mut req = self
             .client
             .copy_object()
             .bucket(&self.bucket)
-            .key(self.layout.object(dst.0, dst.1))
+            .key(self.layout.object(dst.0, dst.1)?)
             .copy_source(source)
             .set_copy_source_if_match(source_etag.map(quoted));
         req = match &attrs {
@@ -517,49 +550,11 @@ impl Backend for S3Backend {
     async fn list_objects(&self, bucket: &BucketName, query: &ListQuery) -> Result<ListPage> {
         self.check_bucket(bucket).await?;
         let base = self.layout.bucket_prefix(bucket);
-        let out = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .prefix(format!("{base}{}", query.prefix))
-            .set_delimiter(query.delimiter.clone().filter(|d| !d.is_empty()))
-            .set_start_after(query.start_after.as_ref().map(|s| format!("{base}{s}")))
-            .max_keys(i32::try_from(query.max_keys.saturating_add(1)).unwrap_or(i32::MAX))
-            .encoding_type(EncodingType::Url)
-            .send()
-            .await
-            .map_err(provider)?;
-        let strip = |name: &str| -> Result<String> {
-            let name = percent_encoding::percent_decode_str(name)
-                .decode_utf8()
-                .map_err(|_| {
-                    Error::Backend("the provider listed a key that is not UTF-8".into())
-                })?;
-            Ok(name.strip_prefix(base.as_str()).unwrap_or(&name).to_owned())
-        };
-        let mut objects = Vec::with_capacity(out.contents().len());
-        for o in out.contents() {
-            objects.push(ObjectSummary {
-                key: strip(o.key().unwrap_or_default())?,
-                size: u64::try_from(o.size().unwrap_or(0)).unwrap_or(0),
-                etag: o.e_tag().unwrap_or_default().trim_matches('"').to_owned(),
-                last_modified: time(o.last_modified()),
-            });
-        }
-        let mut prefixes = Vec::with_capacity(out.common_prefixes().len());
-        for p in out.common_prefixes() {
-            prefixes.push(strip(p.prefix().unwrap_or_default())?);
-        }
-        let provider_page = ProviderPage {
-            objects,
-            prefixes,
-            truncated: out.is_truncated() == Some(true),
-        };
-        Ok(cloud::page(
-            provider_page,
-            query.start_after.as_deref(),
-            query.max_keys,
-        ))
+        let page_size = i32::try_from(query.max_keys.saturating_add(1).min(1000)).unwrap_or(1000);
+        cloud::list(&base, query, |prefix, after| {
+            Box::pin(self.list_page(prefix, after, page_size))
+        })
+        .await
     }
 
     async fn create_multipart_upload(
@@ -573,7 +568,7 @@ impl Backend for S3Backend {
             self.client
                 .create_multipart_upload()
                 .bucket(&self.bucket)
-                .key(self.layout.object(bucket, key)),
+                .key(self.layout.object(bucket, key)?),
             &attrs
         )
         .send()
@@ -593,7 +588,7 @@ impl Backend for S3Backend {
         body: BodyStream,
         info: BodyInfo,
     ) -> Result<PartInfo> {
-        let name = self.layout.object(bucket, key);
+        let name = self.layout.object(bucket, key)?;
         let number =
             i32::try_from(part).map_err(|_| Error::InvalidArgument("part number".into()))?;
         let result = self
@@ -632,19 +627,15 @@ impl Backend for S3Backend {
         marker: u32,
         max_parts: usize,
     ) -> Result<PartsPage> {
-        let out = self
-            .client
-            .list_parts()
-            .bucket(&self.bucket)
-            .key(self.layout.object(bucket, key))
-            .upload_id(upload_id)
-            .part_number_marker(marker.to_string())
-            .max_parts(i32::try_from(max_parts).unwrap_or(i32::MAX))
-            .send()
-            .await
-            .map_err(upload_error)?;
-        let parts: Vec<PartInfo> = out.parts().iter().map(part_info).collect();
-        let next_marker = if out.is_truncated() == Some(true) {
+        let name = self.layout.object(bucket, key)?;
+        let mut parts: Vec<PartInfo> = self
+            .all_parts(&name, upload_id)
+            .await?
+            .into_iter()
+            .filter(|p| p.number > marker)
+            .collect();
+        let next_marker = if parts.len() > max_parts {
+            parts.truncate(max_parts);
             parts.last().map(|p| p.number)
         } else {
             None
@@ -660,7 +651,7 @@ impl Backend for S3Backend {
         parts: &[CompletedPart],
         condition: Option<WriteCondition>,
     ) -> Result<ObjectInfo> {
-        let name = self.layout.object(bucket, key);
+        let name = self.layout.object(bucket, key)?;
         let stored = self.all_parts(&name, upload_id).await?;
         let chosen = select_parts(parts, &stored)?;
         let completed = CompletedMultipartUpload::builder()
@@ -698,10 +689,21 @@ impl Backend for S3Backend {
         key: &ObjectKey,
         upload_id: &str,
     ) -> Result<()> {
+        let name = self.layout.object(bucket, key)?;
+        // Some services answer an abort of an unknown upload with success; S3 says NoSuchUpload.
+        self.client
+            .list_parts()
+            .bucket(&self.bucket)
+            .key(&name)
+            .upload_id(upload_id)
+            .max_parts(1)
+            .send()
+            .await
+            .map_err(upload_error)?;
         self.client
             .abort_multipart_upload()
             .bucket(&self.bucket)
-            .key(self.layout.object(bucket, key))
+            .key(&name)
             .upload_id(upload_id)
             .send()
             .await
@@ -716,45 +718,43 @@ impl Backend for S3Backend {
     ) -> Result<UploadsPage> {
         self.check_bucket(bucket).await?;
         let base = self.layout.bucket_prefix(bucket);
-        let out = self
-            .client
-            .list_multipart_uploads()
-            .bucket(&self.bucket)
-            .prefix(format!("{base}{}", query.prefix))
-            .set_delimiter(query.delimiter.clone().filter(|d| !d.is_empty()))
-            .set_key_marker(query.key_marker.as_ref().map(|k| format!("{base}{k}")))
-            .set_upload_id_marker(query.upload_id_marker.clone())
-            .max_uploads(i32::try_from(query.max_uploads).unwrap_or(i32::MAX))
-            .send()
-            .await
-            .map_err(provider)?;
-        let strip = |name: &str| name.strip_prefix(base.as_str()).unwrap_or(name).to_owned();
-        let uploads = out
-            .uploads()
-            .iter()
-            .map(|u| UploadSummary {
-                key: strip(u.key().unwrap_or_default()),
-                upload_id: u.upload_id().unwrap_or_default().to_owned(),
-                initiated: time(u.initiated()),
-            })
-            .collect();
-        let common_prefixes = out
-            .common_prefixes()
-            .iter()
-            .filter_map(|p| p.prefix())
-            .map(strip)
-            .collect();
-        let next = (out.is_truncated() == Some(true)).then(|| {
-            (
-                out.next_key_marker().map(strip).unwrap_or_default(),
-                out.next_upload_id_marker().map(str::to_owned),
-            )
+        let mut uploads = Vec::new();
+        let (mut key_marker, mut id_marker) = (None, None);
+        loop {
+            let out = self
+                .client
+                .list_multipart_uploads()
+                .bucket(&self.bucket)
+                .prefix(format!("{base}{}", cloud::encode_key(&query.prefix)))
+                .set_key_marker(key_marker.take())
+                .set_upload_id_marker(id_marker.take())
+                .send()
+                .await
+                .map_err(provider)?;
+            for u in out.uploads() {
+                let key = u
+                    .key()
+                    .and_then(|k| k.strip_prefix(base.as_str()))
+                    .and_then(cloud::decode_key);
+                if let (Some(key), Some(id)) = (key, u.upload_id()) {
+                    uploads.push(UploadSummary {
+                        key,
+                        upload_id: id.to_owned(),
+                        initiated: time(u.initiated()),
+                    });
+                }
+            }
+            if out.is_truncated() != Some(true) || out.next_key_marker().is_none() {
+                break;
+            }
+            key_marker = out.next_key_marker().map(str::to_owned);
+            id_marker = out.next_upload_id_marker().map(str::to_owned);
+        }
+        uploads.sort_by(|a, b| {
+            (a.key.as_bytes(), a.upload_id.as_bytes())
+                .cmp(&(b.key.as_bytes(), b.upload_id.as_bytes()))
         });
-        Ok(UploadsPage {
-            uploads,
-            common_prefixes,
-            next,
-        })
+        crate::list::uploads_page(uploads.into_iter().map(Ok), query)
     }
 }
 
@@ -817,6 +817,28 @@ fn part_info(p: &sdk::types::Part) -> PartInfo {
         last_modified: time(p.last_modified()),
         checksums: Checksums::new(),
     }
+}
+
+/// Parts by number, each once: some services list a replaced part twice; the later upload
+/// is the part.
+fn latest_parts(mut parts: Vec<PartInfo>) -> Vec<PartInfo> {
+    parts.sort_by_key(|p| (p.number, p.last_modified));
+    let mut latest: Vec<PartInfo> = Vec::with_capacity(parts.len());
+    for p in parts {
+        match latest.last_mut() {
+            Some(last) if last.number == p.number => *last = p,
+            _ => latest.push(p),
+        }
+    }
+    latest
+}
+
+/// A key from a listing made with `encoding-type=url` (form encoding: `+` is a space).
+fn url_decoded(name: &str) -> Result<String> {
+    percent_encoding::percent_decode_str(&name.replace('+', " "))
+        .decode_utf8()
+        .map(|n| n.into_owned())
+        .map_err(|_| Error::Backend("the provider listed a name that is not UTF-8".into()))
 }
 
 fn outcome_len(verified: Verified, declared: u64) -> Result<Verified> {

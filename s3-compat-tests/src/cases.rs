@@ -548,7 +548,7 @@ pub async fn conditionals(ctx: &Ctx) {
 /// Keys `a` and `a/b` coexist, and hostile keys are stored faithfully or refused with a 4xx.
 pub async fn hostile_keys(ctx: &Ctx) {
     let b = ctx.bucket("keys").await;
-    let long = "k".repeat(1024);
+    let long = "k".repeat(ctx.max_key_len(&b));
     let keys = [
         "a",
         "a/b",
@@ -583,7 +583,7 @@ pub async fn hostile_keys(ctx: &Ctx) {
         ctx.client
             .put_object()
             .bucket(&b)
-            .key("k".repeat(1025))
+            .key("k".repeat(ctx.max_key_len(&b) + 1))
             .body(ByteStream::from_static(b"x"))
             .send()
             .await,

@@ -20,6 +20,8 @@ pub struct DriveProcess {
     pub endpoint: String,
     /// The data directory.
     pub data_dir: PathBuf,
+    /// The cloud backend's root prefix, when Drive runs on one.
+    pub root_prefix: Option<String>,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -86,13 +88,55 @@ impl DriveProcess {
             child: Some(child),
             endpoint,
             data_dir: data_dir.to_owned(),
+            root_prefix: None,
             _temp: None,
         }
     }
 
+    /// Keeps `temp` (the data directory) alive as long as the server.
+    #[must_use]
+    pub fn keeping(mut self, temp: tempfile::TempDir) -> Self {
+        self._temp = Some(temp);
+        self
+    }
+
+    /// Runs `drive serve` with settings it must refuse, and returns its exit status and what
+    /// it printed on stderr. Panics if it becomes ready or runs for more than 60 s.
+    pub fn start_failing(extra: &[String]) -> (ExitStatus, String) {
+        let data = tempfile::tempdir().expect("temp dir");
+        let mut child = Command::new(binary())
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data.path())
+            .args(extra)
+            .env("DRIVE_ROOT_ACCESS_KEY", ACCESS_KEY)
+            .env("DRIVE_ROOT_SECRET_KEY", SECRET_KEY)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start drive");
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait for drive") {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("drive kept running with settings it should refuse");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().expect("piped"), &mut stderr)
+            .expect("read stderr");
+        (status, stderr)
+    }
+
     /// A test context with the root credentials.
     pub fn ctx(&self) -> Ctx {
-        Ctx::new(&self.endpoint, ACCESS_KEY, SECRET_KEY)
+        Ctx {
+            root_prefix: self.root_prefix.clone(),
+            ..Ctx::new(&self.endpoint, ACCESS_KEY, SECRET_KEY)
+        }
     }
 
     /// The server's process id.

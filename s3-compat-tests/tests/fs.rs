@@ -14,22 +14,7 @@ macro_rules! suite {
     )*};
 }
 
-suite!(
-    bucket_lifecycle,
-    object_round_trip,
-    ranges,
-    conditionals,
-    hostile_keys,
-    listing,
-    delete_objects,
-    copy_object,
-    multipart,
-    multipart_listing,
-    checksums,
-    authentication,
-    payload_signing,
-    operations_endpoints,
-);
+s3_compat_tests::for_each_case!(suite);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn virtual_host() {

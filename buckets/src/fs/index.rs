@@ -780,51 +780,20 @@ impl Index {
         let base = format!("{bucket}/");
         let from = format!("{base}{}", q.prefix);
         let end = prefix_successor(&from).expect("a bucket prefix has a successor");
-        let mut page = UploadsPage::default();
-        // The last upload or common prefix returned: where the next page starts.
-        let mut last: Option<(String, Option<String>)> = None;
-        let mut count = 0;
-        for row in t.range(from.as_str()..end.as_str())? {
-            let (k, v) = row?;
-            let Some((key, upload_id)) = k.value()[base.len()..].rsplit_once('\0') else {
-                continue;
+        let rows = t.range(from.as_str()..end.as_str())?.filter_map(|row| {
+            let (k, v) = match row {
+                Ok(kv) => kv,
+                Err(e) => return Some(Err(e.into())),
             };
-            if let Some(marker) = q.key_marker.as_deref() {
-                let after_marker = match q.upload_id_marker.as_deref() {
-                    Some(id) => (key, upload_id) > (marker, id),
-                    None => key > marker,
-                };
-                if !after_marker {
-                    continue;
-                }
-            }
-            let cp = common_prefix(key, &q.prefix, q.delimiter.as_deref());
-            if let Some(cp) = cp {
-                let seen = page.common_prefixes.last().map(String::as_str) == Some(cp);
-                let before_marker = q.key_marker.as_deref().is_some_and(|m| cp <= m);
-                if seen || before_marker {
-                    continue;
-                }
-            }
-            if count == q.max_uploads {
-                page.next = last;
-                break;
-            }
-            count += 1;
-            if let Some(cp) = cp {
-                page.common_prefixes.push(cp.to_owned());
-                last = Some((cp.to_owned(), None));
-                continue;
-            }
-            let rec: UploadRecord = decode(v.value())?;
-            page.uploads.push(UploadSummary {
+            let (key, upload_id) = k.value()[base.len()..].rsplit_once('\0')?;
+            let summary = decode::<UploadRecord>(v.value()).map(|rec| UploadSummary {
                 key: key.to_owned(),
                 upload_id: upload_id.to_owned(),
                 initiated: from_ms(rec.initiated),
             });
-            last = Some((key.to_owned(), Some(upload_id.to_owned())));
-        }
-        Ok(page)
+            Some(summary)
+        });
+        crate::list::uploads_page(rows, q)
     }
 }
 
