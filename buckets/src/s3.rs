@@ -169,9 +169,14 @@ impl S3Backend {
         if len <= BUFFER_MAX {
             let chunks: std::io::Result<Vec<Bytes>> = stream.try_collect().await;
             let verified = match (chunks, outcome.take()) {
-                (Ok(chunks), Ok(verified)) => (Bytes::from(chunks.concat()), verified),
-                (_, Err(e)) => return Err(e),
-                (Err(e), Ok(_)) => return Err(Error::Body(e)),
+                (Ok(chunks), Some(Ok(verified))) => (Bytes::from(chunks.concat()), verified),
+                (_, Some(Err(e))) => return Err(e),
+                (Err(e), _) => return Err(Error::Body(e)),
+                (Ok(_), None) => {
+                    return Err(Error::Body(std::io::Error::other(
+                        "the body ended before it was verified",
+                    )));
+                }
             };
             let (body, verified) = (verified.0, outcome_len(verified.1, len)?);
             let out = send(ByteStream::from(body), to_i64(len))
@@ -186,10 +191,12 @@ impl S3Backend {
         )
         .await;
         match (result, outcome.take()) {
-            (Ok(out), Ok(verified)) => Ok((out, outcome_len(verified, len)?)),
-            (_, Err(e @ (Error::Rejected(_) | Error::Body(_)))) => Err(e),
+            (Ok(out), Some(Ok(verified))) => Ok((out, outcome_len(verified, len)?)),
+            (_, Some(Err(e))) => Err(e),
             (Err(e), _) => Err(provider(e)),
-            (Ok(_), Err(e)) => Err(e),
+            (Ok(_), None) => Err(Error::Backend(
+                "the provider accepted a body it did not read in full".into(),
+            )),
         }
     }
 

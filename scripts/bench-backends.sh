@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Benchmarks Drive on its S3 backend against the same SDK talking to the provider directly,
+# in one sitting: SeaweedFS on loopback as the provider, ROUNDS rounds alternating "direct"
+# and "drive", medians and the time Drive adds reported.
+# Usage: scripts/bench-backends.sh [ROUNDS]   (default 3; results in $BENCH_OUT, default
+# ./bench-results/backends). Needs the tools of s3-compat-tests/clients/setup.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds="${1:-3}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/drive-target}"
+tools="${DRIVE_TOOLS_DIR:-$HOME/.cache/drive-tools}"
+out="${BENCH_OUT:-$PWD/bench-results/backends}"
+work="$(mktemp -d "${BENCH_DIR:-/tmp}/drive-bench.XXXXXX")"
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+mkdir -p "$out"
+rm -f "$out"/*.txt
+unset AWS_CA_BUNDLE REQUESTS_CA_BUNDLE SSL_CERT_FILE
+
+bash s3-compat-tests/clients/setup.sh >/dev/null
+cargo build --release --locked -p drive -p s3-compat-tests --bin drive --bin s3bench
+bench="$CARGO_TARGET_DIR/release/s3bench"
+up_key=upstream-access
+up_secret=upstream-secret-key
+key=bench-access
+secret=bench-secret-key
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_http() {
+    for _ in $(seq 1 600); do
+        curl -s -o /dev/null "$1" && return 0
+        sleep 0.1
+    done
+    echo "$1 did not answer" >&2
+    return 1
+}
+
+# SeaweedFS, every port on loopback and chosen here.
+s3_port="$(free_port)"
+flags=()
+for f in s3.port.grpc master.port master.port.grpc volume.port volume.port.grpc filer.port \
+    filer.port.grpc admin.port admin.port.grpc debug.port s3.debug.port; do
+    flags+=("-$f=$(free_port)")
+done
+printf '{"identities":[{"name":"drive","credentials":[{"accessKey":"%s","secretKey":"%s"}],"actions":["Admin","Read","Write","List","Tagging"]}]}' \
+    "$up_key" "$up_secret" >"$work/identities.json"
+mkdir -p "$work/seaweedfs"
+"$tools/venv/bin/weed" mini -dir="$work/seaweedfs" -ip=127.0.0.1 -ip.bind=127.0.0.1 -admin.ui=false \
+    -webdav=false -master.telemetry=false -s3.port.iceberg=0 -s3.port.lance=0 \
+    -s3.config="$work/identities.json" -s3.port="$s3_port" "${flags[@]}" >"$work/seaweedfs.log" 2>&1 &
+pids+=($!)
+upstream="http://127.0.0.1:$s3_port"
+wait_http "$upstream/"
+for _ in $(seq 1 300); do
+    AWS_ACCESS_KEY_ID=$up_key AWS_SECRET_ACCESS_KEY=$up_secret AWS_DEFAULT_REGION=us-east-1 \
+        "$tools/venv/bin/aws" --endpoint-url "$upstream" s3api create-bucket --bucket drive-data \
+        >/dev/null 2>&1 && break
+    sleep 0.2
+done
+
+drive_port="$(free_port)"
+DRIVE_ROOT_ACCESS_KEY=$key DRIVE_ROOT_SECRET_KEY=$secret DRIVE_LOG=warn DRIVE_S3_SECRET_KEY=$up_secret \
+    "$CARGO_TARGET_DIR/release/drive" serve --listen "127.0.0.1:$drive_port" --data-dir "$work/drive" \
+    --backend s3 --s3-endpoint "$upstream" --s3-bucket drive-data --s3-access-key "$up_key" \
+    >"$work/drive.log" 2>&1 &
+pids+=($!)
+wait_http "http://127.0.0.1:$drive_port/healthz"
+
+for round in $(seq 1 "$rounds"); do
+    echo "round $round: SDK -> SeaweedFS"
+    "$bench" "$upstream" "$up_key" "$up_secret" 1m 64m | tee "$out/direct-$round.txt"
+    echo "round $round: SDK -> Drive (s3 backend) -> SeaweedFS"
+    "$bench" "http://127.0.0.1:$drive_port" "$key" "$secret" 1m 64m | tee "$out/drive-$round.txt"
+done
+
+python3 - "$out" <<'PY'
+import glob, os, statistics, sys
+out = sys.argv[1]
+res = {}
+for path in glob.glob(os.path.join(out, "*.txt")):
+    who = os.path.basename(path).rsplit("-", 1)[0]
+    for line in open(path):
+        metric, value, unit = line.split()
+        res.setdefault(metric, {}).setdefault(who, []).append(float(value))
+print("\n| metric | SDK -> SeaweedFS (MiB/s) | SDK -> Drive -> SeaweedFS (MiB/s) | time Drive adds |")
+print("|---|---|---|---|")
+for m in ["put_1m_c8", "get_1m_c8", "put_64m", "get_64m"]:
+    d = statistics.median(res[m]["direct"])
+    v = statistics.median(res[m]["drive"])
+    print(f"| {m} | {d:.1f} | {v:.1f} | {100 * (d / v - 1):+.0f}% |")
+PY
