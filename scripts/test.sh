@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite. Installs what the tests need (Python clients in a venv, rclone,
-# s3s-e2e) outside the clone, and reuses the cargo target dir and tools across runs.
+# The whole test suite. Installs what the tests need (Python clients and emulators in a venv,
+# rclone, Azurite, s3s-e2e) outside the clone, and reuses the cargo target dir and tools across runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/drive-target}"
@@ -18,6 +18,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "build"
 cargo build --workspace --all-targets --locked
+
+step "test tools: clients and emulators"
+bash s3-compat-tests/clients/setup.sh
 
 step "unit and conformance tests (Rust)"
 if cargo nextest --version >/dev/null 2>&1; then
