@@ -5,10 +5,13 @@
 //! [`Error`] is the semantic error every backend maps its own failures into.
 
 mod backend;
-#[cfg(feature = "s3")]
+#[cfg(any(feature = "s3", feature = "gcs"))]
 mod cloud;
 mod error;
 pub mod fs;
+#[cfg(feature = "gcs")]
+pub mod gcs;
+mod ids;
 mod list;
 mod multipart;
 mod names;

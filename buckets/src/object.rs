@@ -102,6 +102,9 @@ pub struct BodyInfo {
     /// The checksum algorithm the client declared (`CRC32`, ...), so that stores keeping
     /// checksums themselves compute the same one.
     pub checksum_algorithm: Option<String>,
+    /// Whether the seal needs the body's MD5 (the client sent `Content-MD5`); stores whose
+    /// ETags are not MD5s they compute themselves skip it otherwise.
+    pub md5_needed: bool,
     /// Verification of the complete body before commit.
     pub seal: Option<Seal>,
 }

@@ -31,7 +31,7 @@ pub struct ServeArgs {
     /// TOML configuration file with the same settings (snake_case keys).
     #[arg(long, env = "DRIVE_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Where objects live: `fs` (the data directory) or `s3` [default: fs].
+    /// Where objects live: `fs` (the data directory), `s3` or `gcs` [default: fs].
     #[arg(long, env = "DRIVE_BACKEND")]
     pub backend: Option<BackendKind>,
     /// Prefix inside the cloud container under which all Drive buckets live [default: drive].
@@ -52,6 +52,15 @@ pub struct ServeArgs {
     /// S3 backend: secret access key (prefer the environment variable to the flag).
     #[arg(long, env = "DRIVE_S3_SECRET_KEY", hide_env_values = true)]
     pub s3_secret_key: Option<Secret>,
+    /// GCS backend: JSON API endpoint [default: Google; an emulator's URL needs no credentials].
+    #[arg(long, env = "DRIVE_GCS_ENDPOINT")]
+    pub gcs_endpoint: Option<String>,
+    /// GCS backend: the GCS bucket that holds every Drive bucket.
+    #[arg(long, env = "DRIVE_GCS_BUCKET")]
+    pub gcs_bucket: Option<String>,
+    /// GCS backend: service account key file [default: Google's default credentials].
+    #[arg(long, env = "DRIVE_GCS_CREDENTIALS_FILE")]
+    pub gcs_credentials_file: Option<PathBuf>,
 }
 
 /// Which store holds the objects.
@@ -62,6 +71,8 @@ pub enum BackendKind {
     Fs,
     /// AWS S3 or any S3-compatible service.
     S3,
+    /// Google Cloud Storage.
+    Gcs,
 }
 
 /// A secret setting: never printed, not even in debug output.
@@ -112,6 +123,19 @@ pub enum BackendConfig {
     Fs,
     /// An S3 bucket, under a root prefix.
     S3 { s3: S3Config, root_prefix: String },
+    /// A GCS bucket, under a root prefix.
+    Gcs { gcs: GcsConfig, root_prefix: String },
+}
+
+/// Settings of the GCS backend.
+#[derive(Debug, Clone)]
+pub struct GcsConfig {
+    /// JSON API endpoint; `None` for Google.
+    pub endpoint: Option<String>,
+    /// The GCS bucket.
+    pub bucket: String,
+    /// Service account key file.
+    pub credentials_file: Option<PathBuf>,
 }
 
 /// How logs are written.
@@ -141,6 +165,9 @@ struct FileConfig {
     s3_bucket: Option<String>,
     s3_access_key: Option<String>,
     s3_secret_key: Option<Secret>,
+    gcs_endpoint: Option<String>,
+    gcs_bucket: Option<String>,
+    gcs_credentials_file: Option<PathBuf>,
 }
 
 /// The resolved configuration.
@@ -198,37 +225,52 @@ impl Config {
             .root_prefix
             .or(file.root_prefix)
             .unwrap_or_else(|| "drive".into());
-        let backend = match args.backend.or(file.backend).unwrap_or(BackendKind::Fs) {
-            BackendKind::Fs => BackendConfig::Fs,
-            BackendKind::S3 => {
-                let missing = |setting, flag, env| ConfigError::Missing {
-                    backend: "s3",
-                    setting,
-                    flag,
-                    env,
-                };
-                BackendConfig::S3 {
-                    s3: S3Config {
-                        endpoint: args.s3_endpoint.or(file.s3_endpoint),
-                        region: args
-                            .s3_region
-                            .or(file.s3_region)
-                            .unwrap_or_else(|| "us-east-1".into()),
-                        bucket: args
-                            .s3_bucket
-                            .or(file.s3_bucket)
-                            .ok_or_else(|| missing("a bucket", "s3-bucket", "DRIVE_S3_BUCKET"))?,
-                        access_key: args.s3_access_key.or(file.s3_access_key).ok_or_else(|| {
-                            missing("an access key", "s3-access-key", "DRIVE_S3_ACCESS_KEY")
-                        })?,
-                        secret_key: args.s3_secret_key.or(file.s3_secret_key).ok_or_else(|| {
-                            missing("a secret key", "s3-secret-key", "DRIVE_S3_SECRET_KEY")
-                        })?,
+        let backend =
+            match args.backend.or(file.backend).unwrap_or(BackendKind::Fs) {
+                BackendKind::Fs => BackendConfig::Fs,
+                BackendKind::S3 => {
+                    let missing = |setting, flag, env| ConfigError::Missing {
+                        backend: "s3",
+                        setting,
+                        flag,
+                        env,
+                    };
+                    BackendConfig::S3 {
+                        s3: S3Config {
+                            endpoint: args.s3_endpoint.or(file.s3_endpoint),
+                            region: args
+                                .s3_region
+                                .or(file.s3_region)
+                                .unwrap_or_else(|| "us-east-1".into()),
+                            bucket: args.s3_bucket.or(file.s3_bucket).ok_or_else(|| {
+                                missing("a bucket", "s3-bucket", "DRIVE_S3_BUCKET")
+                            })?,
+                            access_key: args.s3_access_key.or(file.s3_access_key).ok_or_else(
+                                || missing("an access key", "s3-access-key", "DRIVE_S3_ACCESS_KEY"),
+                            )?,
+                            secret_key: args.s3_secret_key.or(file.s3_secret_key).ok_or_else(
+                                || missing("a secret key", "s3-secret-key", "DRIVE_S3_SECRET_KEY"),
+                            )?,
+                        },
+                        root_prefix,
+                    }
+                }
+                BackendKind::Gcs => BackendConfig::Gcs {
+                    gcs: GcsConfig {
+                        endpoint: args.gcs_endpoint.or(file.gcs_endpoint),
+                        bucket: args.gcs_bucket.or(file.gcs_bucket).ok_or(
+                            ConfigError::Missing {
+                                backend: "gcs",
+                                setting: "a bucket",
+                                flag: "gcs-bucket",
+                                env: "DRIVE_GCS_BUCKET",
+                            },
+                        )?,
+                        credentials_file: args.gcs_credentials_file.or(file.gcs_credentials_file),
                     },
                     root_prefix,
-                }
-            }
-        };
+                },
+            };
         Ok(Self {
             backend,
             listen: args

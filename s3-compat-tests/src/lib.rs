@@ -5,6 +5,7 @@
 
 pub mod cases;
 pub mod emulator;
+pub mod faults;
 pub mod server;
 pub mod sign;
 

@@ -14,6 +14,8 @@
 //!   no Drive bucket can collide with `.drive`.
 
 mod sealing;
+#[cfg(feature = "gcs")]
+pub(crate) mod staged;
 
 pub(crate) use sealing::{Verified, sealing};
 

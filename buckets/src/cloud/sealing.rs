@@ -19,8 +19,6 @@ use crate::{BodyStream, Checksums, Error, Result, Seal};
 /// What the seal established about a complete body.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Verified {
-    /// The body's MD5, hex.
-    pub md5: String,
     /// The checksums the seal returned.
     pub checksums: Checksums,
     /// The body's length.
@@ -46,21 +44,22 @@ impl Outcome {
 struct Sealing {
     inner: BodyStream,
     held: Option<Bytes>,
-    md5: Md5,
+    md5: Option<Md5>,
     len: u64,
     seal: Mutex<Option<Seal>>,
     outcome: Outcome,
     done: bool,
 }
 
-/// Wraps `body` so that the seal runs before its last chunk is released. Read the outcome
-/// after the consumer has finished with the stream.
-pub(crate) fn sealing(body: BodyStream, seal: Option<Seal>) -> (BodyStream, Outcome) {
+/// Wraps `body` so that the seal runs before its last chunk is released; the seal gets the
+/// body's MD5 when `md5` asks for it (an empty string otherwise). Read the outcome after the
+/// consumer has finished with the stream.
+pub(crate) fn sealing(body: BodyStream, seal: Option<Seal>, md5: bool) -> (BodyStream, Outcome) {
     let outcome = Outcome::default();
     let stream = Sealing {
         inner: body,
         held: None,
-        md5: Md5::new(),
+        md5: md5.then(Md5::new),
         len: 0,
         seal: Mutex::new(seal),
         outcome: outcome.clone(),
@@ -72,10 +71,9 @@ pub(crate) fn sealing(body: BodyStream, seal: Option<Seal>) -> (BodyStream, Outc
 impl Sealing {
     fn finish(&mut self) -> Poll<Option<io::Result<Bytes>>> {
         self.done = true;
-        let md5 = hex_simd::encode_to_string(
-            std::mem::take(&mut self.md5).finalize(),
-            hex_simd::AsciiCase::Lower,
-        );
+        let md5 = self.md5.take().map_or_else(String::new, |m| {
+            hex_simd::encode_to_string(m.finalize(), hex_simd::AsciiCase::Lower)
+        });
         let seal = self
             .seal
             .lock()
@@ -84,7 +82,6 @@ impl Sealing {
         match seal.map(|s| s(&md5)).transpose() {
             Ok(checksums) => {
                 self.outcome.set(Ok(Verified {
-                    md5,
                     checksums: checksums.unwrap_or_default(),
                     len: self.len,
                 }));
@@ -114,7 +111,9 @@ impl Stream for Sealing {
                     if chunk.is_empty() {
                         continue;
                     }
-                    this.md5.update(&chunk);
+                    if let Some(md5) = this.md5.as_mut() {
+                        md5.update(&chunk);
+                    }
                     this.len += chunk.len() as u64;
                     if let Some(previous) = this.held.replace(chunk) {
                         return Poll::Ready(Some(Ok(previous)));
@@ -149,17 +148,21 @@ mod tests {
 
     #[tokio::test]
     async fn releases_the_last_chunk_only_when_the_seal_accepts() {
-        let (s, outcome) = sealing(body(&[b"ab", b"", b"cd"]), None);
+        let (s, outcome) = sealing(body(&[b"ab", b"", b"cd"]), None, true);
         let got: Vec<_> = s.collect().await;
         assert_eq!(got.len(), 2);
         let v = outcome.take().unwrap().unwrap();
-        assert_eq!(
-            (v.len, v.md5.as_str()),
-            (4, "e2fc714c4727ee9395f324cd2e7f331f")
-        );
+        assert_eq!(v.len, 4);
+        let md5_seen: Seal = Box::new(|md5| {
+            assert_eq!(md5, "e2fc714c4727ee9395f324cd2e7f331f");
+            Ok(Checksums::new())
+        });
+        let (s, outcome) = sealing(body(&[b"ab", b"cd"]), Some(md5_seen), true);
+        assert_eq!(s.collect::<Vec<_>>().await.len(), 2);
+        assert!(matches!(outcome.take(), Some(Ok(_))));
 
         let refuse: Seal = Box::new(|_| Err(Error::Rejected("bad digest".into())));
-        let (mut s, outcome) = sealing(body(&[b"ab", b"cd"]), Some(refuse));
+        let (mut s, outcome) = sealing(body(&[b"ab", b"cd"]), Some(refuse), false);
         assert_eq!(s.next().await.unwrap().unwrap(), "ab");
         assert!(
             s.next().await.unwrap().is_err(),
@@ -171,7 +174,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_unread_body_has_no_outcome() {
-        let (_s, outcome) = sealing(body(&[b"x"]), None);
+        let (_s, outcome) = sealing(body(&[b"x"]), None, false);
         assert!(outcome.take().is_none());
     }
 }

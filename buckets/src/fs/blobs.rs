@@ -12,6 +12,7 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 use tokio_util::io::ReaderStream;
 
+use crate::ids::{is_id, new_id};
 use crate::{BodyStream, Error, Result};
 
 /// Bodies up to this size are read in one go instead of streamed.
@@ -56,13 +57,6 @@ pub struct Written {
 pub struct Blobs {
     blobs: PathBuf,
     tmp: PathBuf,
-}
-
-/// A fresh random id.
-pub fn new_id() -> String {
-    let mut b = [0u8; 16];
-    getrandom::fill(&mut b).expect("the OS random source is available");
-    hex_simd::encode_to_string(b, hex_simd::AsciiCase::Lower)
 }
 
 impl Blobs {
@@ -197,14 +191,6 @@ enum Feed {
     Chunk(Bytes),
     /// The body is complete and may be published.
     End,
-}
-
-/// Whether a file name in `blobs/` is a blob id (32 lowercase hex digits).
-pub fn is_id(name: &str) -> bool {
-    name.len() == 32
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 async fn feed(mut body: BodyStream, tx: &mpsc::Sender<Feed>) -> Result<()> {

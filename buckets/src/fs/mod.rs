@@ -360,7 +360,7 @@ impl Backend for FsBackend {
         key: &ObjectKey,
         attrs: ObjectAttrs,
     ) -> Result<String> {
-        let upload_id = blobs::new_id();
+        let upload_id = crate::ids::new_id();
         let (b, k, id) = (bucket.to_string(), key.to_string(), upload_id.clone());
         self.blocking(move |i| i.index.create_upload(&b, &k, &id, attrs))
             .await?;
@@ -518,7 +518,7 @@ impl Backend for FsBackend {
 /// An upload id as this backend issues them, or `NoSuchUpload`: ids are index keys, so a
 /// crafted one must never reach the index.
 fn upload(id: &str) -> Result<&str> {
-    if blobs::is_id(id) {
+    if crate::ids::is_id(id) {
         Ok(id)
     } else {
         Err(Error::NoSuchUpload)

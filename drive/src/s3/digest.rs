@@ -122,6 +122,7 @@ pub fn verify(
         .map_err(io::Error::other);
     let stream: BodyStream = Box::pin(stream);
     let content_md5 = declared.content_md5;
+    let md5_needed = content_md5.is_some();
     let seal: Seal = Box::new(move |md5_hex: &str| {
         let reject = |e: DigestError| buckets::Error::Rejected(Box::new(e));
         if let Some(declared) = content_md5 {
@@ -185,6 +186,7 @@ pub fn verify(
     let info = BodyInfo {
         len,
         checksum_algorithm,
+        md5_needed,
         seal: Some(seal),
     };
     (stream, info)
