@@ -43,3 +43,56 @@ async fn a_missing_bucket_stops_drive_at_start() {
     assert!(!status.success());
     assert!(stderr.contains("does not exist"), "{stderr}");
 }
+
+/// An upload of more parts than one compose call takes (32) is composed in a tree; the
+/// object is whole and in order, and no part, intermediate or record is left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_parts_compose_in_a_tree_and_leave_nothing_behind() {
+    use aws_sdk_s3::primitives::ByteStream;
+    use s3_compat_tests::{md5_hex, multipart_put, pattern};
+
+    let upstream = Emulator::fake_gcs().await;
+    let drive = upstream.drive("tree", &[]);
+    let ctx = drive.ctx();
+    let b = ctx.bucket("tree").await;
+    let part = 5 * 1024 * 1024;
+    let data = pattern(3, part * 34 + 123);
+    let etag = multipart_put(&ctx.client, &b, "big", 35, 4, |n| {
+        let start = (n - 1) * part;
+        ByteStream::from(data[start..(start + part).min(data.len())].to_vec())
+    })
+    .await;
+    assert!(etag.ends_with("-35\""), "{etag}");
+    let got = ctx
+        .client
+        .get_object()
+        .bucket(&b)
+        .key("big")
+        .send()
+        .await
+        .expect("get")
+        .body
+        .collect()
+        .await
+        .expect("body")
+        .into_bytes();
+    assert_eq!(md5_hex(&got), md5_hex(&data));
+    let left = s3_compat_tests::sign::get_url(format!(
+        "{}/storage/v1/b/{}/o?prefix=tree/.drive/",
+        upstream.endpoint,
+        s3_compat_tests::emulator::CONTAINER
+    ))
+    .await;
+    let listing = left.text();
+    let names: Vec<&str> = listing
+        .split("\"name\":")
+        .skip(1)
+        .filter_map(|s| s.trim().trim_start_matches('"').split('"').next())
+        .collect();
+    assert!(!names.is_empty(), "the bucket record is listed: {listing}");
+    assert!(
+        names.iter().all(|n| n.starts_with("tree/.drive/buckets/")),
+        "only bucket records remain: {names:?}"
+    );
+    assert!(drive.terminate().success());
+}
