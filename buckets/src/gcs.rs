@@ -491,6 +491,8 @@ impl Backend for GcsBackend {
                 checksums: verified.checksums,
                 user_metadata: attrs.user_metadata.clone(),
                 expires: attrs.expires.clone(),
+                cache_control: None,
+                content_disposition: None,
                 parts: None,
             };
             let generation = self.generation_for(&name, condition.as_ref()).await?;
@@ -722,6 +724,8 @@ impl Backend for GcsBackend {
             checksums: crate::Checksums::new(),
             user_metadata: record.attrs.user_metadata.clone(),
             expires: record.attrs.expires.clone(),
+            cache_control: None,
+            content_disposition: None,
             parts: Some(u32::try_from(chosen.len()).expect("at most 10000 parts")),
         };
         let name = self.layout.object(bucket, key)?;

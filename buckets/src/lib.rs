@@ -4,8 +4,10 @@
 //! [`BucketName`] and [`ObjectKey`] are validated names that are the only way to address data;
 //! [`Error`] is the semantic error every backend maps its own failures into.
 
+#[cfg(feature = "azure")]
+pub mod azure;
 mod backend;
-#[cfg(any(feature = "s3", feature = "gcs"))]
+#[cfg(any(feature = "s3", feature = "azure", feature = "gcs"))]
 mod cloud;
 mod error;
 pub mod fs;

@@ -233,6 +233,7 @@ impl S3Backend {
         })
     }
 
+    /// Every part the provider lists, in its order (a replaced part may be listed twice).
     async fn all_parts(&self, name: &str, upload_id: &str) -> Result<Vec<PartInfo>> {
         let mut parts = Vec::new();
         let mut marker: Option<String> = None;
@@ -250,7 +251,7 @@ impl S3Backend {
             parts.extend(out.parts().iter().map(part_info));
             match out.next_part_number_marker() {
                 Some(next) if out.is_truncated() == Some(true) => marker = Some(next.to_owned()),
-                _ => return Ok(latest_parts(parts)),
+                _ => return Ok(parts),
             }
         }
     }
@@ -635,9 +636,7 @@ impl Backend for S3Backend {
         max_parts: usize,
     ) -> Result<PartsPage> {
         let name = self.layout.object(bucket, key)?;
-        let mut parts: Vec<PartInfo> = self
-            .all_parts(&name, upload_id)
-            .await?
+        let mut parts: Vec<PartInfo> = latest_parts(self.all_parts(&name, upload_id).await?)
             .into_iter()
             .filter(|p| p.number > marker)
             .collect();
@@ -659,7 +658,7 @@ impl Backend for S3Backend {
         condition: Option<WriteCondition>,
     ) -> Result<ObjectInfo> {
         let name = self.layout.object(bucket, key)?;
-        let stored = self.all_parts(&name, upload_id).await?;
+        let stored = chosen_versions(self.all_parts(&name, upload_id).await?, parts);
         let chosen = select_parts(parts, &stored)?;
         let completed = CompletedMultipartUpload::builder()
             .set_parts(Some(
@@ -826,8 +825,27 @@ fn part_info(p: &sdk::types::Part) -> PartInfo {
     }
 }
 
+/// Parts by number, each once, for completion: of a part listed twice, the version whose
+/// ETag the client named (a service that lists replaced parts keeps both).
+fn chosen_versions(parts: Vec<PartInfo>, requested: &[CompletedPart]) -> Vec<PartInfo> {
+    let named = |p: &PartInfo| {
+        requested
+            .iter()
+            .any(|r| r.number == p.number && r.etag.trim_matches('"').eq_ignore_ascii_case(&p.etag))
+    };
+    let (matching, others): (Vec<PartInfo>, Vec<PartInfo>) = parts.into_iter().partition(named);
+    let mut chosen = latest_parts(others);
+    for p in matching {
+        chosen.retain(|c| c.number != p.number);
+        chosen.push(p);
+    }
+    chosen.sort_by_key(|p| p.number);
+    chosen.dedup_by_key(|p| p.number);
+    chosen
+}
+
 /// Parts by number, each once: some services list a replaced part twice; the later upload
-/// is the part.
+/// (or, at equal times, the one listed last) is the part.
 fn latest_parts(mut parts: Vec<PartInfo>) -> Vec<PartInfo> {
     parts.sort_by_key(|p| (p.number, p.last_modified));
     let mut latest: Vec<PartInfo> = Vec::with_capacity(parts.len());

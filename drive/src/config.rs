@@ -31,7 +31,7 @@ pub struct ServeArgs {
     /// TOML configuration file with the same settings (snake_case keys).
     #[arg(long, env = "DRIVE_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Where objects live: `fs` (the data directory), `s3` or `gcs` [default: fs].
+    /// Where objects live: `fs` (the data directory), `s3`, `azure` or `gcs` [default: fs].
     #[arg(long, env = "DRIVE_BACKEND")]
     pub backend: Option<BackendKind>,
     /// Prefix inside the cloud container under which all Drive buckets live [default: drive].
@@ -52,6 +52,18 @@ pub struct ServeArgs {
     /// S3 backend: secret access key (prefer the environment variable to the flag).
     #[arg(long, env = "DRIVE_S3_SECRET_KEY", hide_env_values = true)]
     pub s3_secret_key: Option<Secret>,
+    /// Azure backend: storage account name.
+    #[arg(long, env = "DRIVE_AZURE_ACCOUNT")]
+    pub azure_account: Option<String>,
+    /// Azure backend: account key (prefer the environment variable to the flag).
+    #[arg(long, env = "DRIVE_AZURE_ACCESS_KEY", hide_env_values = true)]
+    pub azure_access_key: Option<Secret>,
+    /// Azure backend: blob service URL with the account, for emulators [default: Azure].
+    #[arg(long, env = "DRIVE_AZURE_ENDPOINT")]
+    pub azure_endpoint: Option<String>,
+    /// Azure backend: the container that holds every Drive bucket.
+    #[arg(long, env = "DRIVE_AZURE_CONTAINER")]
+    pub azure_container: Option<String>,
     /// GCS backend: JSON API endpoint [default: Google; an emulator's URL needs no credentials].
     #[arg(long, env = "DRIVE_GCS_ENDPOINT")]
     pub gcs_endpoint: Option<String>,
@@ -71,6 +83,8 @@ pub enum BackendKind {
     Fs,
     /// AWS S3 or any S3-compatible service.
     S3,
+    /// Azure Blob Storage.
+    Azure,
     /// Google Cloud Storage.
     Gcs,
 }
@@ -125,6 +139,24 @@ pub enum BackendConfig {
     S3 { s3: S3Config, root_prefix: String },
     /// A GCS bucket, under a root prefix.
     Gcs { gcs: GcsConfig, root_prefix: String },
+    /// An Azure container, under a root prefix.
+    Azure {
+        azure: AzureConfig,
+        root_prefix: String,
+    },
+}
+
+/// Settings of the Azure backend.
+#[derive(Debug, Clone)]
+pub struct AzureConfig {
+    /// Storage account.
+    pub account: String,
+    /// Account key.
+    pub access_key: Secret,
+    /// Blob service URL; `None` for Azure.
+    pub endpoint: Option<String>,
+    /// The container.
+    pub container: String,
 }
 
 /// Settings of the GCS backend.
@@ -168,6 +200,10 @@ struct FileConfig {
     gcs_endpoint: Option<String>,
     gcs_bucket: Option<String>,
     gcs_credentials_file: Option<PathBuf>,
+    azure_account: Option<String>,
+    azure_access_key: Option<Secret>,
+    azure_endpoint: Option<String>,
+    azure_container: Option<String>,
 }
 
 /// The resolved configuration.
@@ -225,52 +261,82 @@ impl Config {
             .root_prefix
             .or(file.root_prefix)
             .unwrap_or_else(|| "drive".into());
-        let backend =
-            match args.backend.or(file.backend).unwrap_or(BackendKind::Fs) {
-                BackendKind::Fs => BackendConfig::Fs,
-                BackendKind::S3 => {
-                    let missing = |setting, flag, env| ConfigError::Missing {
-                        backend: "s3",
-                        setting,
-                        flag,
-                        env,
-                    };
-                    BackendConfig::S3 {
-                        s3: S3Config {
-                            endpoint: args.s3_endpoint.or(file.s3_endpoint),
-                            region: args
-                                .s3_region
-                                .or(file.s3_region)
-                                .unwrap_or_else(|| "us-east-1".into()),
-                            bucket: args.s3_bucket.or(file.s3_bucket).ok_or_else(|| {
-                                missing("a bucket", "s3-bucket", "DRIVE_S3_BUCKET")
-                            })?,
-                            access_key: args.s3_access_key.or(file.s3_access_key).ok_or_else(
-                                || missing("an access key", "s3-access-key", "DRIVE_S3_ACCESS_KEY"),
-                            )?,
-                            secret_key: args.s3_secret_key.or(file.s3_secret_key).ok_or_else(
-                                || missing("a secret key", "s3-secret-key", "DRIVE_S3_SECRET_KEY"),
-                            )?,
-                        },
-                        root_prefix,
-                    }
-                }
-                BackendKind::Gcs => BackendConfig::Gcs {
-                    gcs: GcsConfig {
-                        endpoint: args.gcs_endpoint.or(file.gcs_endpoint),
-                        bucket: args.gcs_bucket.or(file.gcs_bucket).ok_or(
-                            ConfigError::Missing {
-                                backend: "gcs",
-                                setting: "a bucket",
-                                flag: "gcs-bucket",
-                                env: "DRIVE_GCS_BUCKET",
-                            },
-                        )?,
-                        credentials_file: args.gcs_credentials_file.or(file.gcs_credentials_file),
+        let backend = match args.backend.or(file.backend).unwrap_or(BackendKind::Fs) {
+            BackendKind::Fs => BackendConfig::Fs,
+            BackendKind::S3 => {
+                let missing = |setting, flag, env| ConfigError::Missing {
+                    backend: "s3",
+                    setting,
+                    flag,
+                    env,
+                };
+                BackendConfig::S3 {
+                    s3: S3Config {
+                        endpoint: args.s3_endpoint.or(file.s3_endpoint),
+                        region: args
+                            .s3_region
+                            .or(file.s3_region)
+                            .unwrap_or_else(|| "us-east-1".into()),
+                        bucket: args
+                            .s3_bucket
+                            .or(file.s3_bucket)
+                            .ok_or_else(|| missing("a bucket", "s3-bucket", "DRIVE_S3_BUCKET"))?,
+                        access_key: args.s3_access_key.or(file.s3_access_key).ok_or_else(|| {
+                            missing("an access key", "s3-access-key", "DRIVE_S3_ACCESS_KEY")
+                        })?,
+                        secret_key: args.s3_secret_key.or(file.s3_secret_key).ok_or_else(|| {
+                            missing("a secret key", "s3-secret-key", "DRIVE_S3_SECRET_KEY")
+                        })?,
                     },
                     root_prefix,
+                }
+            }
+            BackendKind::Azure => {
+                let missing = |setting, flag, env| ConfigError::Missing {
+                    backend: "azure",
+                    setting,
+                    flag,
+                    env,
+                };
+                BackendConfig::Azure {
+                    azure: AzureConfig {
+                        account: args.azure_account.or(file.azure_account).ok_or_else(|| {
+                            missing("an account", "azure-account", "DRIVE_AZURE_ACCOUNT")
+                        })?,
+                        access_key: args.azure_access_key.or(file.azure_access_key).ok_or_else(
+                            || {
+                                missing(
+                                    "an account key",
+                                    "azure-access-key",
+                                    "DRIVE_AZURE_ACCESS_KEY",
+                                )
+                            },
+                        )?,
+                        endpoint: args.azure_endpoint.or(file.azure_endpoint),
+                        container: args.azure_container.or(file.azure_container).ok_or_else(
+                            || missing("a container", "azure-container", "DRIVE_AZURE_CONTAINER"),
+                        )?,
+                    },
+                    root_prefix,
+                }
+            }
+            BackendKind::Gcs => BackendConfig::Gcs {
+                gcs: GcsConfig {
+                    endpoint: args.gcs_endpoint.or(file.gcs_endpoint),
+                    bucket: args
+                        .gcs_bucket
+                        .or(file.gcs_bucket)
+                        .ok_or(ConfigError::Missing {
+                            backend: "gcs",
+                            setting: "a bucket",
+                            flag: "gcs-bucket",
+                            env: "DRIVE_GCS_BUCKET",
+                        })?,
+                    credentials_file: args.gcs_credentials_file.or(file.gcs_credentials_file),
                 },
-            };
+                root_prefix,
+            },
+        };
         Ok(Self {
             backend,
             listen: args

@@ -126,6 +126,21 @@ async fn open_backend(config: &Config) -> Result<Arc<dyn buckets::Backend>, Stri
                 .map_err(|e| format!("cannot use the S3 bucket {:?}: {e}", s3.bucket))?;
             Ok(Arc::new(backend))
         }
+        BackendConfig::Azure { azure, root_prefix } => {
+            let settings = buckets::azure::AzureSettings {
+                account: azure.account.clone(),
+                access_key: azure.access_key.expose().to_owned(),
+                endpoint: azure.endpoint.clone(),
+                container: azure.container.clone(),
+                root: root_prefix.clone(),
+            };
+            let backend = buckets::azure::AzureBackend::connect(settings)
+                .await
+                .map_err(|e| {
+                    format!("cannot use the Azure container {:?}: {e}", azure.container)
+                })?;
+            Ok(Arc::new(backend))
+        }
         BackendConfig::Gcs { gcs, root_prefix } => {
             let settings = buckets::gcs::GcsSettings {
                 endpoint: gcs.endpoint.clone(),
@@ -156,6 +171,10 @@ fn announce(config: &Config, addr: &std::net::SocketAddr, root: &RootCredentials
             "Drive is listening on {endpoint} (data in S3 bucket {} under {root_prefix:?}, endpoint {})",
             s3.bucket,
             s3.endpoint.as_deref().unwrap_or("AWS")
+        ),
+        BackendConfig::Azure { azure, root_prefix } => println!(
+            "Drive is listening on {endpoint} (data in Azure container {} under {root_prefix:?}, account {})",
+            azure.container, azure.account
         ),
         BackendConfig::Gcs { gcs, root_prefix } => println!(
             "Drive is listening on {endpoint} (data in GCS bucket {} under {root_prefix:?}, endpoint {})",

@@ -12,6 +12,12 @@ use crate::server::DriveProcess;
 /// The provider container every suite stores its Drive buckets in.
 pub const CONTAINER: &str = "drive-data";
 
+/// Azurite's well-known development account.
+const AZURITE_ACCOUNT: &str = "devstoreaccount1";
+/// Its well-known key.
+const AZURITE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
 /// Access key of the SeaweedFS identity Drive signs in with.
 const S3_ACCESS_KEY: &str = "upstream-access";
 /// Secret key of that identity.
@@ -200,6 +206,58 @@ impl Emulator {
         emulator
     }
 
+    /// Azurite keeping its data on disk, with the container created.
+    pub async fn azurite() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let endpoint = format!("http://127.0.0.1:{port}/{AZURITE_ACCOUNT}");
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).expect("data dir");
+        let mut emulator = Self {
+            program: installed(tools_dir().join("azurite/node_modules/.bin/azurite-blob")),
+            args: vec![
+                "--blobHost".into(),
+                "127.0.0.1".into(),
+                "--blobPort".into(),
+                port.to_string(),
+                "--loose".into(),
+                "--skipApiVersionCheck".into(),
+                "--silent".into(),
+                "--location".into(),
+                data.display().to_string(),
+            ],
+            child: None,
+            dir,
+            ready_path: "/",
+            drive_flags: vec![
+                "--backend".into(),
+                "azure".into(),
+                "--azure-endpoint".into(),
+                endpoint.clone(),
+                "--azure-account".into(),
+                AZURITE_ACCOUNT.into(),
+                "--azure-access-key".into(),
+                AZURITE_KEY.into(),
+                "--azure-container".into(),
+                CONTAINER.into(),
+            ],
+            endpoint,
+        };
+        emulator.start().await;
+        let location = azure_storage::CloudLocation::Custom {
+            account: AZURITE_ACCOUNT.into(),
+            uri: emulator.endpoint.clone(),
+        };
+        let credentials =
+            azure_storage::StorageCredentials::access_key(AZURITE_ACCOUNT, AZURITE_KEY.to_owned());
+        azure_storage_blobs::prelude::ClientBuilder::with_location(location, credentials)
+            .container_client(CONTAINER)
+            .create()
+            .await
+            .expect("create the Azure container");
+        emulator
+    }
+
     /// Starts (or starts again, on the same ports and data) and waits until it answers.
     pub async fn start(&mut self) {
         assert!(self.child.is_none(), "already running");
@@ -225,9 +283,20 @@ impl Emulator {
         }
     }
 
-    /// Kills the emulator (SIGKILL), as an outage would.
+    /// Stops the emulator, as an outage would: SIGTERM (Azurite saves its metadata only on a
+    /// clean exit), then SIGKILL if it has not exited within 10 s.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -241,6 +310,7 @@ impl Emulator {
         flags.extend(extra);
         let mut drive = DriveProcess::start_in(data.path(), &flags).keeping(data);
         drive.root_prefix = Some(root_prefix.to_owned());
+        drive.control_chars_in_keys = !self.drive_flags.iter().any(|f| f == "azure");
         drive
     }
 

@@ -27,6 +27,8 @@ pub struct Ctx {
     pub secret_key: String,
     /// The cloud backend's root prefix, when Drive runs on one (its keys are shorter).
     pub root_prefix: Option<String>,
+    /// Whether keys may hold control characters (not on Azure: docs/backends.md).
+    pub control_chars_in_keys: bool,
 }
 
 impl Ctx {
@@ -38,6 +40,7 @@ impl Ctx {
             access_key: access_key.to_owned(),
             secret_key: secret_key.to_owned(),
             root_prefix: None,
+            control_chars_in_keys: true,
         }
     }
 

@@ -22,6 +22,8 @@ pub struct DriveProcess {
     pub data_dir: PathBuf,
     /// The cloud backend's root prefix, when Drive runs on one.
     pub root_prefix: Option<String>,
+    /// Whether the backend stores keys with control characters.
+    pub control_chars_in_keys: bool,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -89,6 +91,7 @@ impl DriveProcess {
             endpoint,
             data_dir: data_dir.to_owned(),
             root_prefix: None,
+            control_chars_in_keys: true,
             _temp: None,
         }
     }
@@ -135,6 +138,7 @@ impl DriveProcess {
     pub fn ctx(&self) -> Ctx {
         Ctx {
             root_prefix: self.root_prefix.clone(),
+            control_chars_in_keys: self.control_chars_in_keys,
             ..Ctx::new(&self.endpoint, ACCESS_KEY, SECRET_KEY)
         }
     }

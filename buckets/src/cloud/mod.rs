@@ -14,7 +14,7 @@
 //!   no Drive bucket can collide with `.drive`.
 
 mod sealing;
-#[cfg(feature = "gcs")]
+#[cfg(any(feature = "azure", feature = "gcs"))]
 pub(crate) mod staged;
 
 pub(crate) use sealing::{Verified, sealing};
@@ -99,6 +99,7 @@ fn unescape_key(name: &str) -> Option<String> {
 #[derive(Debug, Clone)]
 pub(crate) struct Layout {
     root: String,
+    refuse_control: bool,
 }
 
 impl Layout {
@@ -111,12 +112,27 @@ impl Layout {
             } else {
                 format!("{root}/")
             },
+            refuse_control: false,
+        }
+    }
+
+    /// The same layout for a provider that cannot list names with control characters.
+    #[cfg(feature = "azure")]
+    pub(crate) fn refusing_control_characters(self) -> Self {
+        Self {
+            refuse_control: true,
+            ..self
         }
     }
 
     /// The provider name of an object, or `InvalidKey` when the escaped key does not fit the
     /// provider's name limit.
     pub(crate) fn object(&self, bucket: &BucketName, key: &ObjectKey) -> Result<String> {
+        if self.refuse_control && key.as_str().chars().any(char::is_control) {
+            return Err(Error::InvalidKey(
+                "keys with control characters cannot be stored on this backend".into(),
+            ));
+        }
         if key.as_str().contains(MARK) {
             return Err(Error::InvalidKey(
                 "keys may not contain U+10FFFF on this backend".into(),

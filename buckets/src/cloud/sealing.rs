@@ -19,6 +19,8 @@ use crate::{BodyStream, Checksums, Error, Result, Seal};
 /// What the seal established about a complete body.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Verified {
+    /// The body's MD5, hex (empty unless asked for).
+    pub md5: String,
     /// The checksums the seal returned.
     pub checksums: Checksums,
     /// The body's length.
@@ -82,6 +84,7 @@ impl Sealing {
         match seal.map(|s| s(&md5)).transpose() {
             Ok(checksums) => {
                 self.outcome.set(Ok(Verified {
+                    md5,
                     checksums: checksums.unwrap_or_default(),
                     len: self.len,
                 }));
@@ -152,7 +155,10 @@ mod tests {
         let got: Vec<_> = s.collect().await;
         assert_eq!(got.len(), 2);
         let v = outcome.take().unwrap().unwrap();
-        assert_eq!(v.len, 4);
+        assert_eq!(
+            (v.len, v.md5.as_str()),
+            (4, "e2fc714c4727ee9395f324cd2e7f331f")
+        );
         let md5_seen: Seal = Box::new(|md5| {
             assert_eq!(md5, "e2fc714c4727ee9395f324cd2e7f331f");
             Ok(Checksums::new())

@@ -39,6 +39,12 @@ pub(crate) struct Description {
     /// `Expires` as the client sent it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires: Option<String>,
+    /// `Cache-Control`, for providers whose writes cannot set it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_control: Option<String>,
+    /// `Content-Disposition`, for providers that do not keep it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_disposition: Option<String>,
     /// Number of parts of a multipart object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parts: Option<u32>,
@@ -128,6 +134,8 @@ mod tests {
             checksums: BTreeMap::from([("CRC32".into(), "AAAA==".into())]),
             user_metadata: BTreeMap::from([("Über key".into(), "välue\n".into())]),
             expires: Some("Thu, 01 Jan 2099 00:00:00 GMT".into()),
+            cache_control: None,
+            content_disposition: None,
             parts: Some(2),
         };
         let v = d.encode();

@@ -1,0 +1,845 @@
+//! The Azure backend: Drive over Azure Blob Storage, through `azure_storage_blobs` (account
+//! key credentials).
+//!
+//! Drive's buckets are prefixes of one container (see [`crate::cloud`]). Small bodies are
+//! verified, then written with one Put Blob; larger ones are staged as blocks of at most
+//! [`BLOCK`] bytes and committed by a block list, which carries Drive's description (S3 ETag,
+//! checksums, user metadata) and the write's condition: the blob appears whole and described
+//! at once. Multipart parts are blocks staged on the object's blob under ids that name the
+//! upload, the part and the attempt (all the same length); a part record per part keeps its
+//! ETag, size and block count, and completion commits the chosen parts' blocks in order.
+
+use std::num::NonZeroU32;
+use std::time::SystemTime;
+
+use azure_core::error::ErrorKind;
+use azure_core::prelude::{IfMatchCondition, Metadata, NextMarker, Range};
+use azure_storage::{CloudLocation, StorageCredentials};
+use azure_storage_blobs::prelude::*;
+use bytes::{Bytes, BytesMut};
+use futures::{SinkExt, StreamExt};
+
+use crate::cloud::staged::{self, DESCRIPTION, Description, UploadRecord};
+use crate::cloud::{self, Layout, ProviderPage};
+use crate::{
+    Backend, BodyInfo, BodyStream, BucketInfo, BucketName, ByteRange, Checksums, CompletedPart,
+    Error, ListPage, ListQuery, ObjectAttrs, ObjectInfo, ObjectKey, ObjectSummary, PartInfo,
+    PartsPage, PutOptions, Result, UploadSummary, UploadsPage, UploadsQuery, WriteCondition,
+    multipart_etag, select_parts,
+};
+
+/// Largest block Drive stages (and holds in memory per request).
+const BLOCK: usize = 8 * 1024 * 1024;
+/// Metadata name of an upload record and of a part record.
+const RECORD: &str = "driverecord";
+
+/// Sets content headers and Drive's description on a Put Blob or Put Block List.
+macro_rules! with_headers {
+    ($req:expr, $attrs:expr, $description:expr) => {{
+        let attrs: &ObjectAttrs = $attrs;
+        let mut metadata = Metadata::new();
+        metadata.insert(DESCRIPTION, $description.encode());
+        let mut req = $req.metadata(metadata);
+        if let Some(v) = &attrs.content_type {
+            req = req.content_type(v.clone());
+        }
+        if let Some(v) = &attrs.content_encoding {
+            req = req.content_encoding(v.clone());
+        }
+        if let Some(v) = &attrs.content_language {
+            req = req.content_language(v.clone());
+        }
+        if let Some(v) = &attrs.content_disposition {
+            req = req.content_disposition(v.clone());
+        }
+        req
+    }};
+}
+
+/// Where the Azure backend stores data and how it signs in.
+#[derive(Debug, Clone)]
+pub struct AzureSettings {
+    /// Storage account name.
+    pub account: String,
+    /// Account key (base64).
+    pub access_key: String,
+    /// Blob service URL including the account for emulators, e.g.
+    /// `http://127.0.0.1:10000/devstoreaccount1`; `None` for Azure's public cloud.
+    pub endpoint: Option<String>,
+    /// The one container that holds every Drive bucket.
+    pub container: String,
+    /// Prefix inside it.
+    pub root: String,
+}
+
+/// Drive's buckets inside one Azure container.
+pub struct AzureBackend {
+    container: ContainerClient,
+    layout: Layout,
+    name: String,
+}
+
+/// A part as its record keeps it: which blocks hold it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct PartRecord {
+    etag: String,
+    size: u64,
+    #[serde(default)]
+    checksums: Checksums,
+    uploaded_ms: u64,
+    /// The attempt that wrote the part (a re-upload is a new attempt with new blocks).
+    attempt: String,
+    /// How many blocks hold it.
+    blocks: u32,
+}
+
+impl AzureBackend {
+    /// Connects and checks that the container exists and the key is accepted.
+    pub async fn connect(settings: AzureSettings) -> Result<Self> {
+        let credentials =
+            StorageCredentials::access_key(settings.account.clone(), settings.access_key);
+        let location = match settings.endpoint {
+            Some(uri) => CloudLocation::Custom {
+                account: settings.account,
+                uri: uri.trim_end_matches('/').to_owned(),
+            },
+            None => CloudLocation::Public {
+                account: settings.account,
+            },
+        };
+        // Few, quick retries: a client waits for them, and an outage must surface as one.
+        let retry = azure_core::ExponentialRetryOptions::default()
+            .max_retries(2u32)
+            .max_total_elapsed(std::time::Duration::from_secs(10));
+        let container = ClientBuilder::with_location(location, credentials)
+            .retry(azure_core::RetryOptions::exponential(retry))
+            .container_client(settings.container.clone());
+        let backend = Self {
+            container,
+            layout: Layout::new(&settings.root).refusing_control_characters(),
+            name: settings.container,
+        };
+        backend.check_ready().await?;
+        Ok(backend)
+    }
+
+    fn blob(&self, name: &str) -> BlobClient {
+        self.container.blob_client(name)
+    }
+
+    async fn check_bucket(&self, bucket: &BucketName) -> Result<()> {
+        self.head_bucket(bucket).await.map(|_| ())
+    }
+
+    async fn properties(&self, name: &str) -> Result<Blob> {
+        Ok(self
+            .blob(name)
+            .get_properties()
+            .await
+            .map_err(provider)?
+            .blob)
+    }
+
+    async fn find(&self, name: &str) -> Result<Option<Blob>> {
+        match self.properties(name).await {
+            Ok(b) => Ok(Some(b)),
+            Err(Error::NoSuchKey) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn delete(&self, name: &str) -> Result<()> {
+        match self.blob(name).delete().await.map_err(provider) {
+            Ok(_) | Err(Error::NoSuchKey) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The Azure condition of a write, after checking an `If-Match` against Drive's ETag.
+    async fn condition(
+        &self,
+        name: &str,
+        condition: Option<&WriteCondition>,
+    ) -> Result<Option<IfMatchCondition>> {
+        match condition {
+            None => Ok(None),
+            Some(WriteCondition::IfNoneExists) => Ok(Some(IfMatchCondition::NotMatch("*".into()))),
+            Some(c @ WriteCondition::IfMatch(_)) => {
+                let current = self.find(name).await?;
+                c.check(current.as_ref().map(|b| describe(b).etag).as_deref())?;
+                let blob = current.expect("the condition held, so the blob exists");
+                Ok(Some(IfMatchCondition::Match(
+                    blob.properties.etag.to_string(),
+                )))
+            }
+        }
+    }
+
+    /// Stages a verified body as blocks named by `block_id(sequence)`; returns the number of
+    /// blocks and what was verified. Small bodies come back whole instead (no block staged).
+    async fn stage(
+        &self,
+        name: &str,
+        body: BodyStream,
+        info: BodyInfo,
+        block_id: impl Fn(u32) -> String,
+        whole_up_to: usize,
+    ) -> Result<(Staged, cloud::Verified)> {
+        let (mut stream, outcome) = cloud::sealing(body, info.seal, true);
+        let blob = self.blob(name);
+        let mut buffer = BytesMut::new();
+        let mut blocks = 0u32;
+        let mut failure = None;
+        while let Some(chunk) = stream.next().await {
+            let chunk = match chunk {
+                Ok(c) => c,
+                Err(_) => break,
+            };
+            buffer.extend_from_slice(&chunk);
+            while buffer.len() >= BLOCK && (blocks > 0 || buffer.len() > whole_up_to) {
+                let block = buffer.split_to(BLOCK).freeze();
+                if let Err(e) = self.put_block(&blob, block_id(blocks), block).await {
+                    failure = Some(e);
+                    break;
+                }
+                blocks += 1;
+            }
+            if failure.is_some() {
+                break;
+            }
+        }
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        let verified = match outcome.take() {
+            Some(Ok(v)) => v,
+            Some(Err(e)) => return Err(e),
+            None => return Err(Error::Body(std::io::Error::other("the body was cut"))),
+        };
+        if blocks == 0 && buffer.len() <= whole_up_to {
+            return Ok((Staged::Whole(buffer.freeze()), verified));
+        }
+        if !buffer.is_empty() {
+            self.put_block(&blob, block_id(blocks), buffer.freeze())
+                .await?;
+            blocks += 1;
+        }
+        Ok((Staged::Blocks(blocks), verified))
+    }
+
+    async fn put_block(&self, blob: &BlobClient, id: String, data: Bytes) -> Result<()> {
+        blob.put_block(BlockId::new(id), data)
+            .await
+            .map_err(provider)?;
+        Ok(())
+    }
+
+    /// Lists blobs under `prefix` (with metadata), following markers, from the start.
+    async fn list_from(
+        &self,
+        prefix: String,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<Blob>, bool)> {
+        let mut found = Vec::new();
+        let mut marker: Option<NextMarker> = None;
+        loop {
+            let mut req = self
+                .container
+                .list_blobs()
+                .prefix(prefix.clone())
+                .include_metadata(true)
+                .max_results(NonZeroU32::new(5000).expect("nonzero"));
+            if let Some(m) = marker.take() {
+                req = req.marker(m);
+            }
+            let page = req
+                .into_stream()
+                .next()
+                .await
+                .ok_or_else(|| Error::Backend("the provider ended a listing early".into()))?
+                .map_err(provider)?;
+            for item in page.blobs.blobs() {
+                if after.is_none_or(|a| item.name.as_bytes() > a.as_bytes()) {
+                    if found.len() == limit {
+                        return Ok((found, true));
+                    }
+                    found.push(item.clone());
+                }
+            }
+            match page.next_marker {
+                Some(m) => marker = Some(m),
+                None => return Ok((found, false)),
+            }
+        }
+    }
+
+    async fn upload_record(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        upload_id: &str,
+    ) -> Result<UploadRecord> {
+        let id = staged::upload_id(upload_id)?;
+        self.find(&self.layout.upload_record(bucket, id))
+            .await?
+            .and_then(|b| record_of::<UploadRecord>(&b))
+            .filter(|r| r.key == key.as_str())
+            .ok_or(Error::NoSuchUpload)
+    }
+
+    async fn parts(&self, upload_id: &str) -> Result<Vec<(u32, PartRecord)>> {
+        let (blobs, _) = self
+            .list_from(self.layout.parts_prefix(upload_id), None, usize::MAX)
+            .await?;
+        let mut parts: Vec<(u32, PartRecord)> = blobs
+            .iter()
+            .filter_map(|b| Some((staged::part_number(&b.name)?, record_of(b)?)))
+            .collect();
+        parts.sort_by_key(|(n, _)| *n);
+        Ok(parts)
+    }
+
+    async fn discard_upload(&self, bucket: &BucketName, upload_id: &str) -> Result<()> {
+        for (n, _) in self.parts(upload_id).await? {
+            self.delete(&self.layout.part_record(upload_id, n)).await?;
+        }
+        self.delete(&self.layout.upload_record(bucket, upload_id))
+            .await
+    }
+
+    async fn put_record<T: serde::Serialize>(&self, name: &str, record: &T) -> Result<()> {
+        let mut metadata = Metadata::new();
+        metadata.insert(RECORD, encode_record(record));
+        self.blob(name)
+            .put_block_blob(Bytes::new())
+            .metadata(metadata)
+            .await
+            .map_err(provider)?;
+        Ok(())
+    }
+}
+
+/// A staged body: whole in memory (small), or as this many blocks.
+enum Staged {
+    Whole(Bytes),
+    Blocks(u32),
+}
+
+#[async_trait::async_trait]
+impl Backend for AzureBackend {
+    async fn check_ready(&self) -> Result<()> {
+        match self.container.get_properties().await.map_err(provider) {
+            Ok(_) => Ok(()),
+            Err(Error::NoSuchKey) => Err(Error::Backend(format!(
+                "the Azure container {:?} does not exist at the provider",
+                self.name
+            ))),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn create_bucket(&self, bucket: &BucketName) -> Result<()> {
+        let result = self
+            .blob(&self.layout.bucket_record(bucket))
+            .put_block_blob(Bytes::new())
+            .if_match(IfMatchCondition::NotMatch("*".into()))
+            .await
+            .map_err(provider);
+        match result {
+            Ok(_) => Ok(()),
+            Err(Error::PreconditionFailed(_)) => Err(Error::BucketAlreadyExists),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn head_bucket(&self, bucket: &BucketName) -> Result<BucketInfo> {
+        match self.properties(&self.layout.bucket_record(bucket)).await {
+            Ok(b) => Ok(BucketInfo {
+                name: bucket.to_string(),
+                created: b.properties.last_modified.into(),
+            }),
+            Err(Error::NoSuchKey) => Err(Error::NoSuchBucket),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn delete_bucket(&self, bucket: &BucketName) -> Result<()> {
+        self.check_bucket(bucket).await?;
+        let (any, _) = self
+            .list_from(self.layout.bucket_prefix(bucket), None, 1)
+            .await?;
+        if !any.is_empty() {
+            return Err(Error::BucketNotEmpty);
+        }
+        let (uploads, _) = self
+            .list_from(self.layout.uploads_prefix(bucket), None, usize::MAX)
+            .await?;
+        for u in uploads {
+            if let Some(id) = u.name.rsplit('/').next() {
+                self.discard_upload(bucket, id).await?;
+            }
+        }
+        self.delete(&self.layout.bucket_record(bucket)).await
+    }
+
+    async fn list_buckets(&self) -> Result<Vec<BucketInfo>> {
+        let prefix = self.layout.registry_prefix();
+        let (blobs, _) = self.list_from(prefix.clone(), None, usize::MAX).await?;
+        Ok(blobs
+            .into_iter()
+            .filter_map(|b| {
+                Some(BucketInfo {
+                    name: b.name.strip_prefix(&prefix)?.to_owned(),
+                    created: b.properties.last_modified.into(),
+                })
+            })
+            .collect())
+    }
+
+    async fn put_object(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        body: BodyStream,
+        opts: PutOptions,
+    ) -> Result<ObjectInfo> {
+        self.check_bucket(bucket).await?;
+        let name = self.layout.object(bucket, key)?;
+        let PutOptions {
+            attrs,
+            condition,
+            body: info,
+        } = opts;
+        let put_id = crate::ids::new_id();
+        let (staged, verified) = self
+            .stage(&name, body, info, |n| format!("{put_id}{n:08}"), BLOCK)
+            .await?;
+        let description = Description {
+            etag: verified.md5.clone(),
+            checksums: verified.checksums.clone(),
+            user_metadata: attrs.user_metadata.clone(),
+            expires: attrs.expires.clone(),
+            cache_control: attrs.cache_control.clone(),
+            content_disposition: attrs.content_disposition.clone(),
+            parts: None,
+        };
+        let condition = self.condition(&name, condition.as_ref()).await?;
+        let blob = self.blob(&name);
+        match staged {
+            Staged::Whole(data) => {
+                let mut req = with_headers!(blob.put_block_blob(data), &attrs, &description);
+                if let Some(c) = condition {
+                    req = req.if_match(c);
+                }
+                req.await.map_err(provider)?;
+            }
+            Staged::Blocks(n) => {
+                let list = block_list((0..n).map(|i| format!("{put_id}{i:08}")));
+                let mut req = with_headers!(blob.put_block_list(list), &attrs, &description);
+                if let Some(c) = condition {
+                    req = req.if_match(c);
+                }
+                req.await.map_err(provider)?;
+            }
+        }
+        Ok(ObjectInfo {
+            size: verified.len,
+            etag: verified.md5,
+            last_modified: SystemTime::now(),
+            attrs,
+            checksums: verified.checksums,
+            parts: None,
+        })
+    }
+
+    async fn get_object(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        range: Option<ByteRange>,
+    ) -> Result<(ObjectInfo, BodyStream)> {
+        let name = self.layout.object(bucket, key)?;
+        let blob = match self.properties(&name).await {
+            Ok(b) => b,
+            Err(Error::NoSuchKey) => {
+                self.check_bucket(bucket).await?;
+                return Err(Error::NoSuchKey);
+            }
+            Err(e) => return Err(e),
+        };
+        let info = info_of(&blob);
+        let (offset, len) = match range {
+            Some(r) => r.resolve(info.size)?,
+            None => (0, info.size),
+        };
+        let (mut tx, rx) = futures::channel::mpsc::channel(4);
+        if len > 0 {
+            let mut pages = self
+                .blob(&name)
+                .get()
+                .range(Range::new(offset, offset + len))
+                .chunk_size(BLOCK as u64)
+                .if_match(IfMatchCondition::Match(blob.properties.etag.to_string()))
+                .into_stream();
+            tokio::spawn(async move {
+                while let Some(page) = pages.next().await {
+                    let mut data = match page {
+                        Ok(p) => p.data,
+                        Err(e) => {
+                            let _ = tx.send(Err(std::io::Error::other(e))).await;
+                            return;
+                        }
+                    };
+                    while let Some(chunk) = data.next().await {
+                        let chunk = chunk.map_err(std::io::Error::other);
+                        let failed = chunk.is_err();
+                        if tx.send(chunk).await.is_err() || failed {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+        Ok((info, Box::pin(rx)))
+    }
+
+    async fn head_object(&self, bucket: &BucketName, key: &ObjectKey) -> Result<ObjectInfo> {
+        match self.properties(&self.layout.object(bucket, key)?).await {
+            Ok(b) => Ok(info_of(&b)),
+            Err(Error::NoSuchKey) => {
+                self.check_bucket(bucket).await?;
+                Err(Error::NoSuchKey)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn delete_object(&self, bucket: &BucketName, key: &ObjectKey) -> Result<()> {
+        self.check_bucket(bucket).await?;
+        self.delete(&self.layout.object(bucket, key)?).await
+    }
+
+    async fn copy_object(
+        &self,
+        src: (&BucketName, &ObjectKey),
+        dst: (&BucketName, &ObjectKey),
+        attrs: Option<ObjectAttrs>,
+        condition: Option<WriteCondition>,
+        source_etag: Option<&str>,
+    ) -> Result<ObjectInfo> {
+        self.check_bucket(dst.0).await?;
+        let (info, body) = self.get_object(src.0, src.1, None).await?;
+        if source_etag.is_some_and(|want| want != info.etag) {
+            return Err(Error::PreconditionFailed(
+                "the source changed during the copy",
+            ));
+        }
+        let attrs = attrs.unwrap_or_else(|| info.attrs.clone());
+        let checksums = info.checksums.clone();
+        let body_info = BodyInfo {
+            len: Some(info.size),
+            ..BodyInfo::default()
+        };
+        let mut copied = self
+            .put_object(
+                dst.0,
+                dst.1,
+                body,
+                PutOptions {
+                    attrs,
+                    condition,
+                    body: body_info,
+                },
+            )
+            .await?;
+        copied.checksums = checksums;
+        Ok(copied)
+    }
+
+    async fn list_objects(&self, bucket: &BucketName, query: &ListQuery) -> Result<ListPage> {
+        self.check_bucket(bucket).await?;
+        let base = self.layout.bucket_prefix(bucket);
+        let page_size = query.max_keys.saturating_add(1).min(1000);
+        cloud::list(&base, query, |prefix, after| {
+            Box::pin(async move {
+                let (blobs, truncated) =
+                    self.list_from(prefix, after.as_deref(), page_size).await?;
+                let objects = blobs
+                    .iter()
+                    .map(|b| ObjectSummary {
+                        key: b.name.clone(),
+                        size: b.properties.content_length,
+                        etag: describe(b).etag,
+                        last_modified: b.properties.last_modified.into(),
+                    })
+                    .collect();
+                Ok(ProviderPage { objects, truncated })
+            })
+        })
+        .await
+    }
+
+    async fn create_multipart_upload(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        attrs: ObjectAttrs,
+    ) -> Result<String> {
+        self.check_bucket(bucket).await?;
+        self.layout.object(bucket, key)?;
+        let id = crate::ids::new_id();
+        let record = UploadRecord {
+            key: key.to_string(),
+            attrs,
+            initiated_ms: staged::now_ms(),
+        };
+        self.put_record(&self.layout.upload_record(bucket, &id), &record)
+            .await?;
+        Ok(id)
+    }
+
+    async fn upload_part(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        upload_id: &str,
+        part: u32,
+        body: BodyStream,
+        info: BodyInfo,
+    ) -> Result<PartInfo> {
+        self.upload_record(bucket, key, upload_id).await?;
+        let name = self.layout.object(bucket, key)?;
+        let attempt = crate::ids::new_id()[..8].to_owned();
+        let (staged, verified) = self
+            .stage(
+                &name,
+                body,
+                info,
+                |n| part_block(upload_id, part, &attempt, n),
+                0,
+            )
+            .await?;
+        let blocks = match staged {
+            Staged::Blocks(n) => n,
+            Staged::Whole(_) => 0,
+        };
+        let record = PartRecord {
+            etag: verified.md5.clone(),
+            size: verified.len,
+            checksums: verified.checksums.clone(),
+            uploaded_ms: staged::now_ms(),
+            attempt,
+            blocks,
+        };
+        self.put_record(&self.layout.part_record(upload_id, part), &record)
+            .await?;
+        Ok(PartInfo {
+            number: part,
+            etag: verified.md5,
+            size: verified.len,
+            last_modified: SystemTime::now(),
+            checksums: verified.checksums,
+        })
+    }
+
+    async fn list_parts(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        upload_id: &str,
+        marker: u32,
+        max_parts: usize,
+    ) -> Result<PartsPage> {
+        self.upload_record(bucket, key, upload_id).await?;
+        let mut parts: Vec<PartInfo> = self
+            .parts(upload_id)
+            .await?
+            .into_iter()
+            .filter(|(n, _)| *n > marker)
+            .map(|(n, r)| part_info(n, &r))
+            .collect();
+        let next_marker = if parts.len() > max_parts {
+            parts.truncate(max_parts);
+            parts.last().map(|p| p.number)
+        } else {
+            None
+        };
+        Ok(PartsPage { parts, next_marker })
+    }
+
+    async fn complete_multipart_upload(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        upload_id: &str,
+        parts: &[CompletedPart],
+        condition: Option<WriteCondition>,
+    ) -> Result<ObjectInfo> {
+        let record = self.upload_record(bucket, key, upload_id).await?;
+        let stored = self.parts(upload_id).await?;
+        let infos: Vec<PartInfo> = stored.iter().map(|(n, r)| part_info(*n, r)).collect();
+        let chosen = select_parts(parts, &infos)?;
+        let mut ids = Vec::new();
+        for c in &chosen {
+            let (_, r) = stored
+                .iter()
+                .find(|(n, _)| *n == c.number)
+                .expect("chosen parts are stored");
+            ids.extend((0..r.blocks).map(|i| part_block(upload_id, c.number, &r.attempt, i)));
+        }
+        let description = Description {
+            etag: multipart_etag(chosen.iter().map(|c| c.etag.as_str())),
+            checksums: Checksums::new(),
+            user_metadata: record.attrs.user_metadata.clone(),
+            expires: record.attrs.expires.clone(),
+            cache_control: record.attrs.cache_control.clone(),
+            content_disposition: record.attrs.content_disposition.clone(),
+            parts: Some(u32::try_from(chosen.len()).expect("at most 10000 parts")),
+        };
+        let name = self.layout.object(bucket, key)?;
+        let condition = self.condition(&name, condition.as_ref()).await?;
+        let mut req = with_headers!(
+            self.blob(&name).put_block_list(block_list(ids.into_iter())),
+            &record.attrs,
+            &description
+        );
+        if let Some(c) = condition {
+            req = req.if_match(c);
+        }
+        match req.await.map_err(provider) {
+            Ok(_) => {}
+            Err(Error::Backend(m)) if m.contains("InvalidBlockList") => {
+                return Err(Error::InvalidPart(
+                    "a part's data was discarded by another write to the same key; upload it again"
+                        .into(),
+                ));
+            }
+            Err(e) => return Err(e),
+        }
+        self.discard_upload(bucket, upload_id).await?;
+        self.head_object(bucket, key).await
+    }
+
+    async fn abort_multipart_upload(
+        &self,
+        bucket: &BucketName,
+        key: &ObjectKey,
+        upload_id: &str,
+    ) -> Result<()> {
+        self.upload_record(bucket, key, upload_id).await?;
+        self.discard_upload(bucket, upload_id).await
+    }
+
+    async fn list_multipart_uploads(
+        &self,
+        bucket: &BucketName,
+        query: &UploadsQuery,
+    ) -> Result<UploadsPage> {
+        self.check_bucket(bucket).await?;
+        let (records, _) = self
+            .list_from(self.layout.uploads_prefix(bucket), None, usize::MAX)
+            .await?;
+        let mut uploads: Vec<UploadSummary> = records
+            .iter()
+            .filter_map(|b| {
+                let record: UploadRecord = record_of(b)?;
+                Some(UploadSummary {
+                    key: record.key,
+                    upload_id: b.name.rsplit('/').next()?.to_owned(),
+                    initiated: staged::from_ms(record.initiated_ms),
+                })
+            })
+            .collect();
+        uploads.sort_by(|a, b| {
+            (a.key.as_bytes(), a.upload_id.as_bytes())
+                .cmp(&(b.key.as_bytes(), b.upload_id.as_bytes()))
+        });
+        crate::list::uploads_page(uploads.into_iter().map(Ok), query)
+    }
+}
+
+/// The id of block `n` of a part: the same length for every block of every upload.
+fn part_block(upload_id: &str, part: u32, attempt: &str, n: u32) -> String {
+    format!("{upload_id}{part:05}{attempt}{n:05}")
+}
+
+fn block_list(ids: impl Iterator<Item = String>) -> BlockList {
+    BlockList {
+        blocks: ids.map(BlobBlockType::new_uncommitted).collect(),
+    }
+}
+
+fn part_info(number: u32, r: &PartRecord) -> PartInfo {
+    PartInfo {
+        number,
+        etag: r.etag.clone(),
+        size: r.size,
+        last_modified: staged::from_ms(r.uploaded_ms),
+        checksums: r.checksums.clone(),
+    }
+}
+
+fn encode_record<T: serde::Serialize>(record: &T) -> String {
+    base64_simd::URL_SAFE_NO_PAD
+        .encode_to_string(serde_json::to_vec(record).expect("a record serializes"))
+}
+
+fn record_of<T: serde::de::DeserializeOwned>(b: &Blob) -> Option<T> {
+    let value = b.metadata.as_ref()?.get(RECORD)?;
+    let json = base64_simd::URL_SAFE_NO_PAD
+        .decode_to_vec(value.as_bytes())
+        .ok()?;
+    serde_json::from_slice(&json).ok()
+}
+
+fn describe(b: &Blob) -> Description {
+    b.metadata
+        .as_ref()
+        .and_then(|m| m.get(DESCRIPTION))
+        .and_then(|v| Description::decode(v))
+        .unwrap_or_default()
+}
+
+fn info_of(b: &Blob) -> ObjectInfo {
+    let d = describe(b);
+    let p = &b.properties;
+    ObjectInfo {
+        size: p.content_length,
+        etag: d.etag,
+        last_modified: p.last_modified.into(),
+        attrs: ObjectAttrs {
+            content_type: Some(p.content_type.clone()).filter(|t| !t.is_empty()),
+            content_encoding: p.content_encoding.clone(),
+            content_disposition: d
+                .content_disposition
+                .or_else(|| p.content_disposition.clone()),
+            content_language: p.content_language.clone(),
+            cache_control: d.cache_control,
+            expires: d.expires,
+            user_metadata: d.user_metadata,
+        },
+        checksums: d.checksums,
+        parts: d.parts,
+    }
+}
+
+/// Classifies a provider error by its HTTP status and Azure error code.
+fn provider(e: azure_core::Error) -> Error {
+    let ErrorKind::HttpResponse { status, error_code } = e.kind() else {
+        return Error::Unavailable(e.to_string());
+    };
+    let code = error_code.clone().unwrap_or_default();
+    match u16::from(*status) {
+        404 => Error::NoSuchKey,
+        412 => Error::PreconditionFailed("the condition did not hold at the provider"),
+        409 if code == "BlobAlreadyExists" => {
+            Error::PreconditionFailed("the condition did not hold at the provider")
+        }
+        416 => Error::InvalidRange,
+        503 if code == "ServerBusy" => Error::SlowDown,
+        s if s >= 500 => Error::Unavailable(format!("the provider answered {s} {code}")),
+        401 | 403 => Error::Backend(format!("the provider refused Drive's credentials ({code})")),
+        s => Error::Backend(format!("the provider answered {s} {code}")),
+    }
+}
