@@ -1,8 +1,13 @@
 """Fixtures for the real-client S3 compatibility suite.
 
-One drive server is started per test session (from DRIVE_BIN, or
+One drive server is started per backend (from DRIVE_BIN, or
 $CARGO_TARGET_DIR/debug/drive, or <repo>/target/debug/drive) on a free
-loopback port with a temporary data directory and fixed root credentials.
+loopback port with a temporary data directory and fixed root credentials,
+and every test runs once per backend (test ids end in [fs] or [s3]):
+  - fs: the filesystem backend in the data directory;
+  - s3: the S3 backend over a throwaway SeaweedFS (venv/bin/weed, installed
+    by setup.sh) holding every Drive bucket in its bucket "drive-data".
+DRIVE_CLIENT_BACKENDS (a comma list, e.g. "fs") restricts the backends run.
 Every test gets its own fresh bucket. When a test fails, the server log
 lines written while it ran are attached to the failure report.
 """
@@ -23,6 +28,7 @@ import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import boto3
 import pytest
@@ -33,6 +39,31 @@ ACCESS_KEY = "testaccess"
 SECRET_KEY = "testsecret123"
 REGION = "us-east-1"
 AWS_READ_TIMEOUT = 20
+
+BACKENDS = ("fs", "s3")
+# SeaweedFS identity Drive signs in with, and the bucket holding Drive's buckets.
+UPSTREAM_ACCESS_KEY = "upstream-access"
+UPSTREAM_SECRET_KEY = "upstream-secret-key"
+UPSTREAM_BUCKET = "drive-data"
+
+
+def selected_backends() -> list[str]:
+    """The backends named by DRIVE_CLIENT_BACKENDS (unset or empty: all);
+    checked by pytest_configure."""
+    raw = os.environ.get("DRIVE_CLIENT_BACKENDS", "")
+    if not raw.strip():
+        return list(BACKENDS)
+    return list(dict.fromkeys(b.strip() for b in raw.split(",") if b.strip()))
+
+
+def pytest_configure(config):
+    names = selected_backends()
+    if not names or any(b not in BACKENDS for b in names):
+        raise pytest.UsageError(
+            f"DRIVE_CLIENT_BACKENDS={os.environ.get('DRIVE_CLIENT_BACKENDS')!r}: "
+            f"expected a comma list of {', '.join(BACKENDS)}"
+        )
+
 
 # Variables removed from the environment of the tests and of every client
 # they run: CA bundles (rclone refuses AWS_CA_BUNDLE for http endpoints),
@@ -78,6 +109,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _free_ports(n: int) -> list[int]:
+    ports: list[int] = []
+    while len(ports) < n:
+        port = _free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
 # urllib opener that never uses a proxy.
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -91,6 +131,97 @@ def http_get(url: str, timeout: float = 30.0) -> tuple[int, bytes]:
         return e.code, e.read()
 
 
+def start_seaweedfs(workdir: Path) -> tuple[str, Callable[[], None]]:
+    """Starts SeaweedFS (`weed mini`, one process) on free loopback ports with
+    its data, identities and log in `workdir`, and creates UPSTREAM_BUCKET.
+    Returns its S3 endpoint and a function that kills it."""
+    tools_dir = Path(
+        os.environ.get("DRIVE_TOOLS_DIR") or Path.home() / ".cache" / "drive-tools"
+    )
+    weed = tools_dir / "venv" / "bin" / "weed"
+    if not weed.is_file():
+        pytest.exit(f"SeaweedFS not found at {weed} (run setup.sh)", returncode=3)
+    identities = workdir / "identities.json"
+    identities.write_text(
+        '{"identities":[{"name":"drive","credentials":[{"accessKey":"%s",'
+        '"secretKey":"%s"}],"actions":["Admin","Read","Write","List","Tagging"]}]}'
+        % (UPSTREAM_ACCESS_KEY, UPSTREAM_SECRET_KEY)
+    )
+    (workdir / "data").mkdir()
+    port_flags = [
+        "s3.port", "s3.port.grpc", "master.port", "master.port.grpc",
+        "volume.port", "volume.port.grpc", "filer.port", "filer.port.grpc",
+        "admin.port", "admin.port.grpc", "debug.port", "s3.debug.port",
+    ]  # fmt: skip
+    ports = dict(zip(port_flags, _free_ports(len(port_flags))))
+    cmd = [
+        str(weed),
+        "mini",
+        f"-dir={workdir / 'data'}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        "-admin.ui=false",
+        "-webdav=false",
+        "-master.telemetry=false",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        f"-s3.config={identities}",
+        *(f"-{flag}={port}" for flag, port in ports.items()),
+    ]
+    log_path = workdir / "weed.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            cwd=workdir,
+        )  # fmt: skip
+    endpoint = f"http://127.0.0.1:{ports['s3.port']}"
+
+    def stop() -> None:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+    def fail(why: str) -> None:
+        stop()
+        tail = log_path.read_text(errors="replace")[-4000:]
+        pytest.exit(f"SeaweedFS on {endpoint}: {why}\nlog tail:\n{tail}", returncode=3)
+
+    # Ready when the S3 port answers anything; the filer may still need a
+    # moment, so creating the bucket is retried too.
+    client = boto3.session.Session(
+        aws_access_key_id=UPSTREAM_ACCESS_KEY,
+        aws_secret_access_key=UPSTREAM_SECRET_KEY,
+        region_name=REGION,
+    ).client(
+        "s3",
+        endpoint_url=endpoint,
+        config=Config(
+            s3={"addressing_style": "path"},
+            retries={"max_attempts": 1},
+            connect_timeout=2,
+            read_timeout=10,
+        ),
+    )
+    deadline = time.monotonic() + 60
+    answered = False
+    while True:
+        if proc.poll() is not None:
+            fail(f"exited with {proc.returncode} while starting")
+        try:
+            if not answered:
+                http_get(endpoint + "/", timeout=1)
+                answered = True
+            client.create_bucket(Bucket=UPSTREAM_BUCKET)
+            return endpoint, stop
+        except Exception as e:  # connection refused, or the filer not ready
+            if time.monotonic() > deadline:
+                fail(
+                    f"no bucket {UPSTREAM_BUCKET} within 60 s "
+                    f"({'S3 port answered' if answered else 'S3 port silent'}): {e!r}"
+                )
+        time.sleep(0.2)
+
+
 @dataclass
 class DriveServer:
     endpoint: str
@@ -98,6 +229,7 @@ class DriveServer:
     data_dir: Path
     log_path: Path
     proc: subprocess.Popen
+    backend: str = "fs"
     access_key: str = ACCESS_KEY
     secret_key: str = SECRET_KEY
     region: str = REGION
@@ -155,17 +287,38 @@ def client_env_base(tmp_path_factory) -> dict:
     mp.undo()
 
 
-@pytest.fixture(scope="session")
-def drive(client_env_base, tmp_path_factory) -> DriveServer:
+@pytest.fixture(scope="session", params=selected_backends())
+def drive(request, client_env_base, tmp_path_factory) -> DriveServer:
     global _SERVER
+    backend = request.param
     binary = drive_binary()
     if not binary.is_file():
         pytest.exit(
             f"drive binary not found at {binary} (build it, or set DRIVE_BIN)",
             returncode=3,
         )
+    backend_flags: list[str] = []
+    stop_upstream: Callable[[], None] = lambda: None
+    upstream_dir = None
+    if backend == "s3":
+        upstream_dir = Path(tempfile.mkdtemp(prefix="drive-clients-seaweedfs-"))
+        upstream, stop_upstream = start_seaweedfs(upstream_dir)
+        backend_flags = [
+            "--backend", "s3",
+            "--s3-endpoint", upstream,
+            "--s3-bucket", UPSTREAM_BUCKET,
+            "--s3-access-key", UPSTREAM_ACCESS_KEY,
+            "--s3-secret-key", UPSTREAM_SECRET_KEY,
+            "--root-prefix", "clients",
+        ]  # fmt: skip
+
+    def stop_upstream_and_clean() -> None:
+        stop_upstream()
+        if upstream_dir is not None:
+            shutil.rmtree(upstream_dir, ignore_errors=True)
+
     data_dir = Path(tempfile.mkdtemp(prefix="drive-clients-data-"))
-    log_dir = tmp_path_factory.mktemp("drive-log")
+    log_dir = tmp_path_factory.mktemp(f"drive-{backend}-log")
     log_path = log_dir / "drive.stderr.log"
     out_path = log_dir / "drive.stdout.log"
     port = _free_port()
@@ -192,6 +345,7 @@ def drive(client_env_base, tmp_path_factory) -> DriveServer:
                 str(data_dir),
                 "--region",
                 REGION,
+                *backend_flags,
             ],
             stdout=out,
             stderr=err,
@@ -199,7 +353,7 @@ def drive(client_env_base, tmp_path_factory) -> DriveServer:
             env=env,
         )
     endpoint = f"http://127.0.0.1:{port}"
-    server = DriveServer(endpoint, port, data_dir, log_path, proc)
+    server = DriveServer(endpoint, port, data_dir, log_path, proc, backend)
 
     deadline = time.monotonic() + 20
     ready = False
@@ -221,8 +375,9 @@ def drive(client_env_base, tmp_path_factory) -> DriveServer:
         log = log_path.read_text(errors="replace")[-4000:]
         out = out_path.read_text(errors="replace")[-2000:]
         shutil.rmtree(data_dir, ignore_errors=True)
+        stop_upstream_and_clean()
         pytest.exit(
-            f"drive did not become ready on {endpoint} within 20 s "
+            f"drive ({backend} backend) did not become ready on {endpoint} within 20 s "
             f"(exit code {proc.returncode})\nstdout:\n{out}\nstderr:\n{log}",
             returncode=3,
         )
@@ -243,6 +398,7 @@ def drive(client_env_base, tmp_path_factory) -> DriveServer:
         else:
             rc = proc.returncode
         shutil.rmtree(data_dir, ignore_errors=True)
+        stop_upstream_and_clean()  # after drive, which may still talk to it
         assert rc == 0, (
             f"drive exited with {rc} on SIGTERM (expected 0); log tail:\n"
             + log_path.read_text(errors="replace")[-3000:]

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Runs the real-client S3 compatibility suite against the drive binary.
+# Runs the real-client S3 compatibility suite against the drive binary, once
+# per backend: fs, and s3 over a throwaway SeaweedFS (test ids end in [fs]/[s3]).
 # Extra arguments go to pytest, e.g.: ./run.sh -k rclone -x
+# DRIVE_CLIENT_BACKENDS=fs (or s3, or fs,s3) restricts the backends run.
 # DRIVE_BIN overrides the server binary (default: <repo>/target/debug/drive,
 # or $CARGO_TARGET_DIR/debug/drive when CARGO_TARGET_DIR is set).
 set -uo pipefail
