@@ -652,20 +652,13 @@ impl Backend for AzureBackend {
         max_parts: usize,
     ) -> Result<PartsPage> {
         self.upload_record(bucket, key, upload_id).await?;
-        let mut parts: Vec<PartInfo> = self
+        let parts: Vec<PartInfo> = self
             .parts(upload_id)
             .await?
-            .into_iter()
-            .filter(|(n, _)| *n > marker)
-            .map(|(n, r)| part_info(n, &r))
+            .iter()
+            .map(|(n, r)| part_info(*n, r))
             .collect();
-        let next_marker = if parts.len() > max_parts {
-            parts.truncate(max_parts);
-            parts.last().map(|p| p.number)
-        } else {
-            None
-        };
-        Ok(PartsPage { parts, next_marker })
+        Ok(PartsPage::after(parts, marker, max_parts))
     }
 
     async fn complete_multipart_upload(
@@ -740,7 +733,7 @@ impl Backend for AzureBackend {
         let (records, _) = self
             .list_from(self.layout.uploads_prefix(bucket), None, usize::MAX)
             .await?;
-        let mut uploads: Vec<UploadSummary> = records
+        let uploads: Vec<UploadSummary> = records
             .iter()
             .filter_map(|b| {
                 let record: UploadRecord = record_of(b)?;
@@ -751,11 +744,7 @@ impl Backend for AzureBackend {
                 })
             })
             .collect();
-        uploads.sort_by(|a, b| {
-            (a.key.as_bytes(), a.upload_id.as_bytes())
-                .cmp(&(b.key.as_bytes(), b.upload_id.as_bytes()))
-        });
-        crate::list::uploads_page(uploads.into_iter().map(Ok), query)
+        crate::list::sorted_uploads_page(uploads, query)
     }
 }
 

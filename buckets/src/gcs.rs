@@ -681,20 +681,13 @@ impl Backend for GcsBackend {
         max_parts: usize,
     ) -> Result<PartsPage> {
         self.upload_record(bucket, key, upload_id).await?;
-        let mut parts: Vec<PartInfo> = self
+        let parts: Vec<PartInfo> = self
             .parts(upload_id)
             .await?
             .into_iter()
             .map(|(p, _, _)| p)
-            .filter(|p| p.number > marker)
             .collect();
-        let next_marker = if parts.len() > max_parts {
-            parts.truncate(max_parts);
-            parts.last().map(|p| p.number)
-        } else {
-            None
-        };
-        Ok(PartsPage { parts, next_marker })
+        Ok(PartsPage::after(parts, marker, max_parts))
     }
 
     async fn complete_multipart_upload(
@@ -757,7 +750,7 @@ impl Backend for GcsBackend {
         query: &UploadsQuery,
     ) -> Result<UploadsPage> {
         self.check_bucket(bucket).await?;
-        let mut uploads: Vec<UploadSummary> = self
+        let uploads: Vec<UploadSummary> = self
             .list_all(self.layout.uploads_prefix(bucket))
             .await?
             .into_iter()
@@ -770,11 +763,7 @@ impl Backend for GcsBackend {
                 })
             })
             .collect();
-        uploads.sort_by(|a, b| {
-            (a.key.as_bytes(), a.upload_id.as_bytes())
-                .cmp(&(b.key.as_bytes(), b.upload_id.as_bytes()))
-        });
-        crate::list::uploads_page(uploads.into_iter().map(Ok), query)
+        crate::list::sorted_uploads_page(uploads, query)
     }
 }
 

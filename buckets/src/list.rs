@@ -76,6 +76,18 @@ pub struct UploadsPage {
     pub next: Option<(String, Option<String>)>,
 }
 
+/// Sorts `uploads` by key, then upload id, and cuts the page the query asks for.
+#[cfg(any(feature = "s3", feature = "azure", feature = "gcs"))]
+pub(crate) fn sorted_uploads_page(
+    mut uploads: Vec<UploadSummary>,
+    q: &UploadsQuery,
+) -> crate::Result<UploadsPage> {
+    uploads.sort_by(|a, b| {
+        (a.key.as_bytes(), a.upload_id.as_bytes()).cmp(&(b.key.as_bytes(), b.upload_id.as_bytes()))
+    });
+    uploads_page(uploads.into_iter().map(Ok), q)
+}
+
 /// Cuts a page of in-progress uploads from `rows` (ordered by key, then upload id), applying
 /// the query's markers, delimiter and page size.
 pub(crate) fn uploads_page(

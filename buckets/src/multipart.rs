@@ -106,6 +106,20 @@ pub fn multipart_etag<'a>(part_etags: impl ExactSizeIterator<Item = &'a str>) ->
     )
 }
 
+impl PartsPage {
+    /// The page of `parts` (sorted by number) after `marker`, at most `max_parts` long.
+    pub(crate) fn after(parts: Vec<PartInfo>, marker: u32, max_parts: usize) -> Self {
+        let mut parts: Vec<PartInfo> = parts.into_iter().filter(|p| p.number > marker).collect();
+        let next_marker = if parts.len() > max_parts {
+            parts.truncate(max_parts);
+            parts.last().map(|p| p.number)
+        } else {
+            None
+        };
+        Self { parts, next_marker }
+    }
+}
+
 /// Checks a part number from a request.
 pub fn check_part_number(number: i32) -> Result<u32> {
     u32::try_from(number)

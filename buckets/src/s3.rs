@@ -636,17 +636,8 @@ impl Backend for S3Backend {
         max_parts: usize,
     ) -> Result<PartsPage> {
         let name = self.layout.object(bucket, key)?;
-        let mut parts: Vec<PartInfo> = latest_parts(self.all_parts(&name, upload_id).await?)
-            .into_iter()
-            .filter(|p| p.number > marker)
-            .collect();
-        let next_marker = if parts.len() > max_parts {
-            parts.truncate(max_parts);
-            parts.last().map(|p| p.number)
-        } else {
-            None
-        };
-        Ok(PartsPage { parts, next_marker })
+        let parts = latest_parts(self.all_parts(&name, upload_id).await?);
+        Ok(PartsPage::after(parts, marker, max_parts))
     }
 
     async fn complete_multipart_upload(
@@ -756,11 +747,7 @@ impl Backend for S3Backend {
             key_marker = out.next_key_marker().map(str::to_owned);
             id_marker = out.next_upload_id_marker().map(str::to_owned);
         }
-        uploads.sort_by(|a, b| {
-            (a.key.as_bytes(), a.upload_id.as_bytes())
-                .cmp(&(b.key.as_bytes(), b.upload_id.as_bytes()))
-        });
-        crate::list::uploads_page(uploads.into_iter().map(Ok), query)
+        crate::list::sorted_uploads_page(uploads, query)
     }
 }
 
