@@ -65,7 +65,7 @@ for _ in $(seq 1 300); do
     sleep 0.2
 done
 
-start_drive() { # backend flags...
+start_drive() { # backend flags...; sets $endpoint (no subshell, so cleanup sees the PID)
     local port
     port="$(free_port)"
     DRIVE_ROOT_ACCESS_KEY=$key DRIVE_ROOT_SECRET_KEY=$secret DRIVE_LOG=warn \
@@ -73,7 +73,7 @@ start_drive() { # backend flags...
         >"$work/drive-$port.log" 2>&1 &
     pids+=($!)
     wait_http "http://127.0.0.1:$port/healthz"
-    echo "http://127.0.0.1:$port"
+    endpoint="http://127.0.0.1:$port"
 }
 
 # Azurite.
@@ -97,13 +97,16 @@ wait_http "$gcs_endpoint/storage/v1/b"
 curl -s -o /dev/null -X POST -H 'content-type: application/json' \
     --data '{"name":"drive-data"}' "$gcs_endpoint/storage/v1/b?project=bench"
 
-drive_s3="$(DRIVE_S3_SECRET_KEY=$up_secret start_drive --backend s3 --s3-endpoint "$upstream" \
-    --s3-bucket drive-data --s3-access-key "$up_key")"
+DRIVE_S3_SECRET_KEY=$up_secret start_drive --backend s3 --s3-endpoint "$upstream" \
+    --s3-bucket drive-data --s3-access-key "$up_key"
+drive_s3="$endpoint"
 # Azurite starts empty: the container is created with the Azure SDK.
 "$cloudbench" azure-create "$az_endpoint" "$az_account" "$az_key" drive-data
-drive_az="$(DRIVE_AZURE_ACCESS_KEY=$az_key start_drive --backend azure --azure-endpoint "$az_endpoint" \
-    --azure-account "$az_account" --azure-container drive-data)"
-drive_gcs="$(start_drive --backend gcs --gcs-endpoint "$gcs_endpoint" --gcs-bucket drive-data)"
+DRIVE_AZURE_ACCESS_KEY=$az_key start_drive --backend azure --azure-endpoint "$az_endpoint" \
+    --azure-account "$az_account" --azure-container drive-data
+drive_az="$endpoint"
+start_drive --backend gcs --gcs-endpoint "$gcs_endpoint" --gcs-bucket drive-data
+drive_gcs="$endpoint"
 
 for round in $(seq 1 "$rounds"); do
     echo "round $round: s3"
