@@ -310,7 +310,7 @@ impl AzureBackend {
 
     async fn put_record<T: serde::Serialize>(&self, name: &str, record: &T) -> Result<()> {
         let mut metadata = Metadata::new();
-        metadata.insert(RECORD, encode_record(record));
+        metadata.insert(RECORD, staged::encode_value(record));
         self.blob(name)
             .put_block_blob(Bytes::new())
             .metadata(metadata)
@@ -769,17 +769,8 @@ fn part_info(number: u32, r: &PartRecord) -> PartInfo {
     }
 }
 
-fn encode_record<T: serde::Serialize>(record: &T) -> String {
-    base64_simd::URL_SAFE_NO_PAD
-        .encode_to_string(serde_json::to_vec(record).expect("a record serializes"))
-}
-
 fn record_of<T: serde::de::DeserializeOwned>(b: &Blob) -> Option<T> {
-    let value = b.metadata.as_ref()?.get(RECORD)?;
-    let json = base64_simd::URL_SAFE_NO_PAD
-        .decode_to_vec(value.as_bytes())
-        .ok()?;
-    serde_json::from_slice(&json).ok()
+    staged::decode_value(b.metadata.as_ref()?.get(RECORD)?)
 }
 
 fn describe(b: &Blob) -> Description {

@@ -640,11 +640,9 @@ impl Backend for GcsBackend {
             attrs,
             initiated_ms: staged::now_ms(),
         };
-        let value = base64_simd::URL_SAFE_NO_PAD
-            .encode_to_string(serde_json::to_vec(&record).expect("a record serializes"));
         self.put_small(
             self.layout.upload_record(bucket, &id),
-            HashMap::from([(UPLOAD.to_owned(), value)]),
+            HashMap::from([(UPLOAD.to_owned(), staged::encode_value(&record))]),
             true,
         )
         .await?;
@@ -795,11 +793,7 @@ fn describe(o: &Object) -> Description {
 
 /// An upload record kept in an object's metadata.
 fn upload_of(o: &Object) -> Option<UploadRecord> {
-    let value = o.metadata.as_ref()?.get(UPLOAD)?;
-    let json = base64_simd::URL_SAFE_NO_PAD
-        .decode_to_vec(value.as_bytes())
-        .ok()?;
-    serde_json::from_slice(&json).ok()
+    staged::decode_value(o.metadata.as_ref()?.get(UPLOAD)?)
 }
 
 fn info_of(o: &Object) -> ObjectInfo {

@@ -54,19 +54,30 @@ pub(crate) struct Description {
 pub(crate) const DESCRIPTION: &str = "drive";
 
 impl Description {
-    /// Encodes the description as a metadata value (base64 of JSON: header-safe).
+    /// Encodes the description as a metadata value.
     pub(crate) fn encode(&self) -> String {
-        let json = serde_json::to_vec(self).expect("a description serializes");
-        base64_simd::URL_SAFE_NO_PAD.encode_to_string(json)
+        encode_value(self)
     }
 
     /// Decodes a metadata value; `None` if it is not one Drive wrote.
     pub(crate) fn decode(value: &str) -> Option<Self> {
-        let json = base64_simd::URL_SAFE_NO_PAD
-            .decode_to_vec(value.as_bytes())
-            .ok()?;
-        serde_json::from_slice(&json).ok()
+        decode_value(value)
     }
+}
+
+/// A record as a provider metadata value: base64 of its JSON, which every provider's
+/// metadata (HTTP headers) can carry.
+pub(crate) fn encode_value<T: Serialize>(record: &T) -> String {
+    let json = serde_json::to_vec(record).expect("a record serializes");
+    base64_simd::URL_SAFE_NO_PAD.encode_to_string(json)
+}
+
+/// Decodes a value of [`encode_value`]; `None` if it is not one Drive wrote.
+pub(crate) fn decode_value<T: serde::de::DeserializeOwned>(value: &str) -> Option<T> {
+    let json = base64_simd::URL_SAFE_NO_PAD
+        .decode_to_vec(value.as_bytes())
+        .ok()?;
+    serde_json::from_slice(&json).ok()
 }
 
 impl Layout {
