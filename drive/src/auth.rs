@@ -1,25 +1,36 @@
 //! Who may call Drive: access-key lookup for SigV4 (`S3Auth`), the per-request access hook
-//! (`S3Access`) and host-name parsing for virtual-host-style requests (`S3Host`).
+//! (`S3Access`) that binds session tokens to their keys and authorizes the request, and
+//! host-name parsing for virtual-host-style requests (`S3Host`).
 
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
 
+use buckets::BucketName;
 use s3s::access::{S3Access, S3AccessContext};
 use s3s::auth::{S3Auth, SecretKey};
+use s3s::dto::CopySource;
 use s3s::host::{S3Host, VirtualHost};
+use s3s::path::S3Path;
 use s3s::{S3Result, s3_error};
+use shared_identity::{Principal, SessionError, Sessions};
 
 use crate::credentials::RootCredentials;
+use crate::namespace::{self, Provisioner};
 
-/// Resolves access keys to secrets. Today only the root key exists; session and user keys
-/// plug in here.
+/// Longest validity of a presigned URL, as on AWS: 7 days.
+const MAX_PRESIGNED_SECS: u64 = 7 * 24 * 3600;
+
+/// Resolves access keys to secrets: the root key and session keys (derived, stateless).
 pub struct Keys {
     root: RootCredentials,
+    sessions: Arc<Sessions>,
 }
 
 impl Keys {
-    /// Keys with the root pair.
-    pub fn new(root: RootCredentials) -> Self {
-        Self { root }
+    /// Keys with the root pair and the session credentials `sessions` issues.
+    pub fn new(root: RootCredentials, sessions: Arc<Sessions>) -> Self {
+        Self { root, sessions }
     }
 }
 
@@ -28,6 +39,9 @@ impl S3Auth for Keys {
     async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
         if self.root.is_access_key(access_key) {
             return Ok(SecretKey::from(self.root.secret_key.clone()));
+        }
+        if let Some(secret) = self.sessions.secret_for(access_key) {
+            return Ok(SecretKey::from(secret));
         }
         Err(s3_error!(
             InvalidAccessKeyId,
@@ -41,25 +55,207 @@ impl S3Auth for Keys {
 #[derive(Clone, Default)]
 pub struct OperationName(pub Arc<OnceLock<String>>);
 
-/// The access hook that every S3 request passes: it requires a valid signature and records
-/// the operation.
-pub struct Access;
+/// Who made a request, as the access hook established it.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// The root credentials: every bucket by its own name.
+    Root,
+    /// A user with session credentials.
+    User {
+        /// Who they are.
+        principal: Arc<Principal>,
+        /// Whether they hold the admin role.
+        admin: bool,
+    },
+}
+
+/// The buckets a user's request named, resolved to backend buckets after authorization.
+/// Root requests carry none: their names are backend names.
+#[derive(Debug, Clone, Default)]
+pub struct BucketMap(pub HashMap<String, BucketName>);
+
+/// The access hook that every S3 request passes: it requires a valid signature, checks the
+/// session token of session keys, and authorizes users against their namespace.
+pub struct Access {
+    root: RootCredentials,
+    sessions: Arc<Sessions>,
+    provisioner: Arc<Provisioner>,
+    admin_role: String,
+}
+
+impl Access {
+    /// A hook that knows the root key, verifies sessions with `sessions`, creates user
+    /// buckets with `provisioner` and treats holders of `admin_role` as admins.
+    pub fn new(
+        root: RootCredentials,
+        sessions: Arc<Sessions>,
+        provisioner: Arc<Provisioner>,
+        admin_role: String,
+    ) -> Self {
+        Self {
+            root,
+            sessions,
+            provisioner,
+            admin_role,
+        }
+    }
+
+    fn caller(&self, cx: &S3AccessContext<'_>) -> S3Result<Caller> {
+        let Some(creds) = cx.credentials() else {
+            return Err(s3_error!(
+                AccessDenied,
+                "Anonymous access is not allowed; sign the request."
+            ));
+        };
+        let query = cx.uri().query().unwrap_or("");
+        if let Some(expires) = query_param(query, "X-Amz-Expires")
+            && expires.parse::<u64>().is_ok_and(|s| s > MAX_PRESIGNED_SECS)
+        {
+            return Err(s3_error!(
+                AccessDenied,
+                "X-Amz-Expires must be less than a week (604800 seconds)."
+            ));
+        }
+        let token = cx
+            .headers()
+            .get("x-amz-security-token")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .or_else(|| query_param(query, "X-Amz-Security-Token"));
+        if self.root.is_access_key(&creds.access_key) {
+            if token.is_some() {
+                return Err(invalid_token());
+            }
+            return Ok(Caller::Root);
+        }
+        let token = token.ok_or_else(invalid_token)?;
+        let session = self
+            .sessions
+            .verify(&creds.access_key, &token, SystemTime::now())
+            .map_err(|e| match e {
+                SessionError::Expired => {
+                    s3_error!(ExpiredToken, "The provided token has expired.")
+                }
+                _ => invalid_token(),
+            })?;
+        let admin = session.principal.has_role(&self.admin_role);
+        Ok(Caller::User {
+            principal: Arc::new(session.principal),
+            admin,
+        })
+    }
+
+    /// Resolves and authorizes the buckets a user's request names.
+    async fn authorize(
+        &self,
+        cx: &S3AccessContext<'_>,
+        principal: &Principal,
+        admin: bool,
+    ) -> S3Result<BucketMap> {
+        let op = cx.s3_op().name();
+        let need = namespace::need(op);
+        let mut map = BucketMap::default();
+        let bucket = match cx.s3_path() {
+            S3Path::Root => {
+                return if op == "ListBuckets" {
+                    Ok(map)
+                } else {
+                    Err(namespace::denied())
+                };
+            }
+            S3Path::Bucket { bucket } | S3Path::Object { bucket, .. } => bucket,
+        };
+        self.grant(&mut map, principal, admin, bucket, need).await?;
+        if matches!(op, "CopyObject" | "UploadPartCopy")
+            && let Some(source) = cx
+                .headers()
+                .get("x-amz-copy-source")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| CopySource::parse(v).ok())
+            && let CopySource::Bucket { bucket, .. } = source
+        {
+            self.grant(&mut map, principal, admin, &bucket, namespace::Need::Read)
+                .await?;
+        }
+        Ok(map)
+    }
+
+    async fn grant(
+        &self,
+        map: &mut BucketMap,
+        principal: &Principal,
+        admin: bool,
+        name: &str,
+        need: namespace::Need,
+    ) -> S3Result<()> {
+        let target = namespace::resolve(principal, admin, name).ok_or_else(namespace::denied)?;
+        if !namespace::allowed(target.relation, need) {
+            return Err(namespace::denied());
+        }
+        if target.relation != namespace::Relation::Admin {
+            self.provisioner.ensure(&target.bucket).await?;
+        }
+        map.0.insert(name.to_owned(), target.bucket);
+        Ok(())
+    }
+}
 
 #[async_trait::async_trait]
 impl S3Access for Access {
     async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
-        let name = cx.s3_op().name().to_owned();
+        let op = cx.s3_op().name().to_owned();
         if let Some(slot) = cx.extensions_mut().get::<OperationName>() {
-            let _ = slot.0.set(name);
+            let _ = slot.0.set(op.clone());
         }
-        match cx.credentials() {
-            Some(_) => Ok(()),
-            None => Err(s3_error!(
-                AccessDenied,
-                "Anonymous access is not allowed; sign the request."
-            )),
+        let caller = self.caller(cx)?;
+        if let Caller::User { principal, admin } = &caller {
+            let map = self.authorize(cx, principal, *admin).await?;
+            cx.extensions_mut().insert(map);
         }
+        if let S3Path::Bucket { bucket } = cx.s3_path() {
+            if op == "CreateBucket" && namespace::is_reserved(bucket) {
+                return Err(s3_error!(
+                    InvalidBucketName,
+                    "Bucket names starting with home--, default-- or ws-- are reserved for user buckets."
+                ));
+            }
+            if op == "DeleteBucket"
+                && let Ok(name) = BucketName::new(bucket)
+            {
+                self.provisioner.forget(&name);
+            }
+        }
+        cx.extensions_mut().insert(caller);
+        Ok(())
     }
+}
+
+/// Bucket names in request paths: AWS's rules, plus the `_my` alias.
+pub struct Names;
+
+impl s3s::validation::NameValidation for Names {
+    fn validate_bucket_name(&self, name: &str) -> bool {
+        name == namespace::HOME_ALIAS || s3s::path::check_bucket_name(name)
+    }
+}
+
+fn invalid_token() -> s3s::S3Error {
+    s3_error!(
+        InvalidToken,
+        "The provided token is malformed or otherwise invalid."
+    )
+}
+
+/// The percent-decoded value of `name` in a query string.
+fn query_param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k == name).then(|| {
+            percent_encoding::percent_decode_str(v)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+    })
 }
 
 /// Path-style everywhere, plus virtual-host style under one base domain.

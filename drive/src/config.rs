@@ -73,6 +73,52 @@ pub struct ServeArgs {
     /// GCS backend: service account key file [default: Google's default credentials].
     #[arg(long, env = "DRIVE_GCS_CREDENTIALS_FILE")]
     pub gcs_credentials_file: Option<PathBuf>,
+    /// OIDC issuers whose access tokens STS accepts (comma-separated; exact `iss` values).
+    #[arg(long, env = "DRIVE_OIDC_ISSUER", value_delimiter = ',')]
+    pub oidc_issuer: Vec<String>,
+    /// Accepted `aud` values of access tokens (comma-separated).
+    #[arg(long, env = "DRIVE_OIDC_AUDIENCE", value_delimiter = ',')]
+    pub oidc_audience: Vec<String>,
+    /// Accepted `azp` values (the OAuth client ids, as Keycloak sets them; comma-separated).
+    #[arg(long, env = "DRIVE_OIDC_AUTHORIZED_PARTY", value_delimiter = ',')]
+    pub oidc_authorized_party: Vec<String>,
+    /// Claim path of the user name [default: preferred_username].
+    #[arg(long, env = "DRIVE_OIDC_USERNAME_CLAIM")]
+    pub oidc_username_claim: Option<String>,
+    /// Claim path of the e-mail address [default: email].
+    #[arg(long, env = "DRIVE_OIDC_EMAIL_CLAIM")]
+    pub oidc_email_claim: Option<String>,
+    /// Claim path of the groups [default: groups].
+    #[arg(long, env = "DRIVE_OIDC_GROUPS_CLAIM")]
+    pub oidc_groups_claim: Option<String>,
+    /// Claim path of the roles [default: realm_access.roles].
+    #[arg(long, env = "DRIVE_OIDC_ROLES_CLAIM")]
+    pub oidc_roles_claim: Option<String>,
+    /// Public OAuth client id clients use with the issuer, announced by discovery [default: drive].
+    #[arg(long, env = "DRIVE_OIDC_CLIENT_ID")]
+    pub oidc_client_id: Option<String>,
+    /// OAuth scope announced by discovery [default: "openid offline_access"].
+    #[arg(long, env = "DRIVE_OIDC_SCOPE")]
+    pub oidc_scope: Option<String>,
+    /// Least seconds between two key-set fetches caused by unknown key ids [default: 30].
+    #[arg(long, env = "DRIVE_OIDC_REFETCH_SECS")]
+    pub oidc_refetch_secs: Option<u64>,
+    /// Role that makes a user an admin, who reaches every bucket [default: drive-admin].
+    #[arg(long, env = "DRIVE_ADMIN_ROLE")]
+    pub admin_role: Option<String>,
+    /// Longest STS session in seconds, 900 to 43200 [default: 43200].
+    #[arg(long, env = "DRIVE_STS_MAX_DURATION_SECS")]
+    pub sts_max_duration_secs: Option<u64>,
+    /// File with the key that signs session credentials; replicas share it
+    /// [default: generated as <data-dir>/server-key].
+    #[arg(long, env = "DRIVE_SERVER_KEY_FILE")]
+    pub server_key_file: Option<PathBuf>,
+    /// Older server key files still accepted while sessions they signed run out (comma-separated).
+    #[arg(long, env = "DRIVE_PREVIOUS_SERVER_KEY_FILES", value_delimiter = ',')]
+    pub previous_server_key_files: Vec<PathBuf>,
+    /// Public base URL of Drive, announced by discovery [default: http://<Host header>].
+    #[arg(long, env = "DRIVE_PUBLIC_URL")]
+    pub public_url: Option<String>,
 }
 
 /// Which store holds the objects.
@@ -204,6 +250,50 @@ struct FileConfig {
     azure_access_key: Option<Secret>,
     azure_endpoint: Option<String>,
     azure_container: Option<String>,
+    oidc_issuer: Option<Vec<String>>,
+    oidc_audience: Option<Vec<String>>,
+    oidc_authorized_party: Option<Vec<String>>,
+    oidc_username_claim: Option<String>,
+    oidc_email_claim: Option<String>,
+    oidc_groups_claim: Option<String>,
+    oidc_roles_claim: Option<String>,
+    oidc_client_id: Option<String>,
+    oidc_scope: Option<String>,
+    oidc_refetch_secs: Option<u64>,
+    admin_role: Option<String>,
+    sts_max_duration_secs: Option<u64>,
+    server_key_file: Option<PathBuf>,
+    previous_server_key_files: Option<Vec<PathBuf>>,
+    public_url: Option<String>,
+}
+
+/// Who Drive trusts and how it maps and authorizes users.
+#[derive(Debug, Clone)]
+pub struct IdentityConfig {
+    /// Trusted OIDC issuers; empty: only the root credentials work.
+    pub issuers: Vec<String>,
+    /// Accepted audiences.
+    pub audiences: Vec<String>,
+    /// Accepted authorized parties.
+    pub authorized_parties: Vec<String>,
+    /// Where the identity claims are.
+    pub claims: shared_identity::ClaimMapping,
+    /// Public OAuth client id announced by discovery.
+    pub client_id: String,
+    /// OAuth scope announced by discovery.
+    pub scope: String,
+    /// Least time between key-set fetches for unknown key ids.
+    pub refetch_interval: Duration,
+    /// The admin role.
+    pub admin_role: String,
+    /// Longest STS session.
+    pub sts_max_duration: Duration,
+    /// The server key file, if not the generated one.
+    pub server_key_file: Option<PathBuf>,
+    /// Older server keys still accepted.
+    pub previous_server_key_files: Vec<PathBuf>,
+    /// Public base URL.
+    pub public_url: Option<String>,
 }
 
 /// The resolved configuration.
@@ -223,6 +313,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Where objects live.
     pub backend: BackendConfig,
+    /// Identity settings.
+    pub identity: IdentityConfig,
 }
 
 /// A configuration that cannot be used.
@@ -240,6 +332,9 @@ pub enum ConfigError {
         path: PathBuf,
         source: Box<toml::de::Error>,
     },
+    /// An identity setting is missing or out of range.
+    #[error("{0}")]
+    Identity(&'static str),
     /// A setting the chosen backend needs is missing.
     #[error("the {backend} backend needs {setting} (flag --{flag} or {env})")]
     Missing {
@@ -252,11 +347,12 @@ pub enum ConfigError {
 
 impl Config {
     /// Resolves flags and environment (already merged by clap) over the file and defaults.
-    pub fn resolve(args: ServeArgs) -> Result<Self, ConfigError> {
-        let file = match &args.config {
+    pub fn resolve(mut args: ServeArgs) -> Result<Self, ConfigError> {
+        let mut file = match &args.config {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
+        let identity = identity(&mut args, &mut file)?;
         let root_prefix = args
             .root_prefix
             .or(file.root_prefix)
@@ -339,6 +435,7 @@ impl Config {
         };
         Ok(Self {
             backend,
+            identity,
             listen: args
                 .listen
                 .or(file.listen)
@@ -363,6 +460,94 @@ impl Config {
             ),
         })
     }
+}
+
+fn identity(args: &mut ServeArgs, file: &mut FileConfig) -> Result<IdentityConfig, ConfigError> {
+    let list = |flag: &mut Vec<String>, file: &mut Option<Vec<String>>| {
+        let flag = std::mem::take(flag);
+        if flag.is_empty() {
+            file.take().unwrap_or_default()
+        } else {
+            flag
+        }
+    };
+    let defaults = shared_identity::ClaimMapping::default();
+    let issuers = list(&mut args.oidc_issuer, &mut file.oidc_issuer);
+    let audiences = list(&mut args.oidc_audience, &mut file.oidc_audience);
+    let authorized_parties = list(
+        &mut args.oidc_authorized_party,
+        &mut file.oidc_authorized_party,
+    );
+    if !issuers.is_empty() && audiences.is_empty() && authorized_parties.is_empty() {
+        return Err(ConfigError::Identity(
+            "an OIDC issuer needs --oidc-audience (the aud of its access tokens) or --oidc-authorized-party (their azp)",
+        ));
+    }
+    let sts_max = args
+        .sts_max_duration_secs
+        .or(file.sts_max_duration_secs)
+        .unwrap_or(43200);
+    if !(900..=43200).contains(&sts_max) {
+        return Err(ConfigError::Identity(
+            "--sts-max-duration-secs must be from 900 to 43200",
+        ));
+    }
+    let previous = std::mem::take(&mut args.previous_server_key_files);
+    Ok(IdentityConfig {
+        issuers,
+        audiences,
+        authorized_parties,
+        claims: shared_identity::ClaimMapping {
+            username: args
+                .oidc_username_claim
+                .take()
+                .or(file.oidc_username_claim.take())
+                .unwrap_or(defaults.username),
+            email: args
+                .oidc_email_claim
+                .take()
+                .or(file.oidc_email_claim.take())
+                .unwrap_or(defaults.email),
+            groups: args
+                .oidc_groups_claim
+                .take()
+                .or(file.oidc_groups_claim.take())
+                .unwrap_or(defaults.groups),
+            roles: args
+                .oidc_roles_claim
+                .take()
+                .or(file.oidc_roles_claim.take())
+                .unwrap_or(defaults.roles),
+        },
+        client_id: args
+            .oidc_client_id
+            .take()
+            .or(file.oidc_client_id.take())
+            .unwrap_or_else(|| "drive".into()),
+        scope: args
+            .oidc_scope
+            .take()
+            .or(file.oidc_scope.take())
+            .unwrap_or_else(|| "openid offline_access".into()),
+        refetch_interval: Duration::from_secs(
+            args.oidc_refetch_secs
+                .or(file.oidc_refetch_secs)
+                .unwrap_or(30),
+        ),
+        admin_role: args
+            .admin_role
+            .take()
+            .or(file.admin_role.take())
+            .unwrap_or_else(|| "drive-admin".into()),
+        sts_max_duration: Duration::from_secs(sts_max),
+        server_key_file: args.server_key_file.take().or(file.server_key_file.take()),
+        previous_server_key_files: if previous.is_empty() {
+            file.previous_server_key_files.take().unwrap_or_default()
+        } else {
+            previous
+        },
+        public_url: args.public_url.take().or(file.public_url.take()),
+    })
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
@@ -427,6 +612,34 @@ mod tests {
             (s3.region.as_str(), root_prefix.as_str()),
             ("us-east-1", "drive")
         );
+    }
+
+    #[test]
+    fn an_issuer_needs_an_audience() {
+        let args = ServeArgs {
+            oidc_issuer: vec!["http://idp".into()],
+            ..Default::default()
+        };
+        assert!(matches!(
+            Config::resolve(args),
+            Err(ConfigError::Identity(_))
+        ));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("drive.toml");
+        std::fs::write(
+            &path,
+            "oidc_issuer = [\"http://idp\"]\noidc_audience = [\"urn:drive\"]\noidc_roles_claim = \"roles\"\n",
+        )
+        .unwrap();
+        let c = Config::resolve(ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.identity.issuers, ["http://idp"]);
+        assert_eq!(c.identity.claims.roles, "roles");
+        assert_eq!(c.identity.claims.groups, "groups");
+        assert_eq!(c.identity.sts_max_duration, Duration::from_secs(43200));
     }
 
     #[test]

@@ -3,10 +3,13 @@
 mod auth;
 mod config;
 mod credentials;
+mod discovery;
 mod framing;
 mod metrics;
+mod namespace;
 mod s3;
 mod server;
+mod sts;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -67,11 +70,31 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         &config.data_dir,
     )?;
     let backend = open_backend(&config).await?;
+    let identity = &config.identity;
+    let sessions = Arc::new(shared_identity::Sessions::new(
+        credentials::load_server_key(identity.server_key_file.as_deref(), &config.data_dir)?,
+        identity
+            .previous_server_key_files
+            .iter()
+            .map(|p| credentials::load_server_key(Some(p), &config.data_dir))
+            .collect::<Result<_, _>>()?,
+    ));
+    let verifier = open_verifier(identity).await;
+    let provisioner = Arc::new(namespace::Provisioner::new(Arc::clone(&backend)));
 
-    let mut builder =
-        S3ServiceBuilder::new(s3::Drive::new(Arc::clone(&backend), config.region.clone()));
-    builder.set_auth(auth::Keys::new(root.clone()));
-    builder.set_access(auth::Access);
+    let mut builder = S3ServiceBuilder::new(s3::Drive::new(
+        Arc::clone(&backend),
+        config.region.clone(),
+        Arc::clone(&provisioner),
+    ));
+    builder.set_auth(auth::Keys::new(root.clone(), Arc::clone(&sessions)));
+    builder.set_access(auth::Access::new(
+        root.clone(),
+        Arc::clone(&sessions),
+        provisioner,
+        identity.admin_role.clone(),
+    ));
+    builder.set_validation(auth::Names);
     if let Some(domain) = &config.domain {
         builder.set_host(auth::Hosts::new(domain));
     }
@@ -79,6 +102,13 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         s3: builder.build(),
         metrics: metrics::Metrics::new(),
         backend,
+        sts: sts::Sts::new(verifier, sessions, identity.sts_max_duration),
+        discovery: identity.issuers.first().map(|issuer| discovery::Discovery {
+            issuer: issuer.clone(),
+            client_id: identity.client_id.clone(),
+            scope: identity.scope.clone(),
+            public_url: identity.public_url.clone(),
+        }),
     });
 
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -98,6 +128,35 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     server::serve(listener, state, shutdown, config.shutdown_timeout).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The verifier of the configured issuers, with their keys fetched once if they answer.
+async fn open_verifier(
+    identity: &config::IdentityConfig,
+) -> Option<Arc<shared_identity::Verifier>> {
+    if identity.issuers.is_empty() {
+        return None;
+    }
+    let issuers = identity
+        .issuers
+        .iter()
+        .map(|issuer| shared_identity::IssuerConfig {
+            authorized_parties: identity.authorized_parties.clone(),
+            claims: identity.claims.clone(),
+            ..shared_identity::IssuerConfig::new(issuer.clone(), identity.audiences.clone())
+        })
+        .collect();
+    let verifier = shared_identity::Verifier::new(
+        issuers,
+        shared_identity::Timing {
+            refetch_interval: identity.refetch_interval,
+            ..Default::default()
+        },
+    );
+    if let Err(e) = verifier.warm().await {
+        tracing::warn!(error = %e, "the identity provider did not answer; its keys are fetched on first use");
+    }
+    Some(Arc::new(verifier))
 }
 
 /// Opens the configured store and checks that it can be used.
@@ -184,6 +243,17 @@ fn announce(config: &Config, addr: &std::net::SocketAddr, root: &RootCredentials
     }
     if let Some(domain) = &config.domain {
         println!("Virtual-host-style requests: http://<bucket>.{domain}");
+    }
+    if config.identity.issuers.is_empty() {
+        println!(
+            "Identity: root credentials only (no --oidc-issuer configured; STS refuses every token)"
+        );
+    } else {
+        println!(
+            "Identity: OIDC issuer {} (STS at {endpoint}, discovery at {endpoint}{})",
+            config.identity.issuers.join(", "),
+            discovery::PREFIX
+        );
     }
     match origin {
         Origin::Generated(path) => {

@@ -22,8 +22,10 @@ use s3s::service::S3Service;
 use tokio::net::TcpListener;
 
 use crate::auth::OperationName;
+use crate::discovery::{self, Discovery};
 use crate::framing;
 use crate::metrics::{Metrics, OperationLabels, RequestLabels};
+use crate::sts::{self, Sts};
 
 /// Everything a request handler needs.
 pub struct State {
@@ -33,6 +35,10 @@ pub struct State {
     pub metrics: Metrics,
     /// The storage backend, for readiness checks.
     pub backend: Arc<dyn buckets::Backend>,
+    /// The STS endpoint.
+    pub sts: Sts,
+    /// Cloud discovery, when an issuer is configured.
+    pub discovery: Option<Discovery>,
 }
 
 /// Serves on `listener` until `shutdown` resolves, then waits up to `grace` for in-flight
@@ -60,7 +66,7 @@ pub async fn serve(
         // Without this a small response's body waits for the client's delayed ACK.
         let _ = stream.set_nodelay(true);
         let state = Arc::clone(&state);
-        let service = service_fn(move |req| handle(Arc::clone(&state), req));
+        let service = service_fn(move |req| guarded(Arc::clone(&state), req));
         let conn = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
             .into_owned();
@@ -97,6 +103,28 @@ fn is_signed(req: &Request<Incoming>) -> bool {
 
 type ResponseBody = s3s::Body;
 
+/// Handles a request; a panic while doing so answers 500 instead of dropping the
+/// connection (clients would take that for a network error and retry).
+async fn guarded(
+    state: Arc<State>,
+    req: Request<Incoming>,
+) -> Result<Response<ResponseBody>, Infallible> {
+    use futures::FutureExt;
+    match std::panic::AssertUnwindSafe(handle(state, req))
+        .catch_unwind()
+        .await
+    {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::error!("request handler panicked");
+            Ok(Response::builder()
+                .status(StatusCode::INTERNAL_SERVER_ERROR)
+                .body(s3s::Body::empty())
+                .expect("static response"))
+        }
+    }
+}
+
 async fn handle(
     state: Arc<State>,
     req: Request<Incoming>,
@@ -122,8 +150,13 @@ async fn handle(
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
         && header_u64(header::CONTENT_LENGTH.as_str()) == Some(0);
 
-    let (operation, mut response) = match (internal_route(&req), is_signed(&req)) {
-        (Some(route), false) => (route.to_owned(), internal(&state, route).await),
+    let signed = is_signed(&req);
+    let (operation, mut response) = match internal_route(&req) {
+        Some(route) if !signed => (route.to_owned(), internal(&state, route, &req).await),
+        _ if !signed && is_sts(&req) => (
+            "AssumeRoleWithWebIdentity".to_owned(),
+            serve_sts(&state, req, &id).await,
+        ),
         _ => {
             let slot = OperationName::default();
             let chunked = framing::is_chunked(req.headers());
@@ -211,13 +244,77 @@ fn internal_route(req: &Request<Incoming>) -> Option<&'static str> {
         "/healthz" => Some("Healthz"),
         "/readyz" => Some("Readyz"),
         "/metrics" => Some("Metrics"),
+        p if p.starts_with(discovery::PREFIX) => Some("Discovery"),
         _ => None,
     }
 }
 
-async fn internal(state: &State, route: &str) -> Response<ResponseBody> {
+/// Whether an unsigned request is an STS call: a form POST, or a query naming an action.
+fn is_sts(req: &Request<Incoming>) -> bool {
+    let form = req.method() == Method::POST
+        && req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    form || req
+        .uri()
+        .query()
+        .is_some_and(|q| q.split('&').any(|p| p.starts_with("Action=")))
+}
+
+/// Largest STS request body (a web identity token is at most 20 000 characters).
+const MAX_STS_BODY: usize = 64 * 1024;
+
+async fn serve_sts(state: &State, req: Request<Incoming>, id: &str) -> Response<ResponseBody> {
+    use http_body_util::BodyExt;
+    let mut params = sts::parse_form(req.uri().query().unwrap_or(""));
+    let body = http_body_util::Limited::new(req.into_body(), MAX_STS_BODY)
+        .collect()
+        .await;
+    let (status, xml) = match body {
+        Ok(body) => {
+            params.extend(sts::parse_form(&String::from_utf8_lossy(&body.to_bytes())));
+            state.sts.handle(&params, id).await
+        }
+        Err(_) => (
+            StatusCode::BAD_REQUEST,
+            "<ErrorResponse><Error><Type>Sender</Type><Code>ValidationError</Code>\
+             <Message>The request body is too large or was cut off.</Message></Error></ErrorResponse>"
+                .to_owned(),
+        ),
+    };
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "text/xml")
+        .body(s3s::Body::from(xml))
+        .expect("static response")
+}
+
+async fn internal(state: &State, route: &str, req: &Request<Incoming>) -> Response<ResponseBody> {
     let mut status = StatusCode::OK;
     let (content_type, body) = match route {
+        "Discovery" => {
+            let host = req
+                .headers()
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok());
+            let path = &req.uri().path()[discovery::PREFIX.len()..];
+            match state
+                .discovery
+                .as_ref()
+                .and_then(|d| d.answer(path, req.uri().query().unwrap_or(""), host))
+            {
+                Some(json) => ("application/json", json.to_string()),
+                None => {
+                    status = StatusCode::NOT_FOUND;
+                    (
+                        "application/json",
+                        r#"{"code":5,"message":"not found"}"#.to_owned(),
+                    )
+                }
+            }
+        }
         "Metrics" => (
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
             state.metrics.render(),

@@ -82,3 +82,19 @@ def crc32_b64(data: bytes) -> str:
 
 def md5_b64(data: bytes) -> str:
     return base64.b64encode(hashlib.md5(data).digest()).decode()
+
+
+class ServerLog:
+    """Reading a server's log file (`self.log_path`) from an offset, so a
+    failing test can show what the server logged while it ran."""
+
+    def log_size(self) -> int:
+        try:
+            return self.log_path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def log_since(self, offset: int) -> str:
+        with open(self.log_path, "rb") as f:
+            f.seek(offset)
+            return f.read().decode("utf-8", "replace")

@@ -10,6 +10,11 @@ and every test runs once per backend (test ids end in [fs] or [s3]):
 DRIVE_CLIENT_BACKENDS (a comma list, e.g. "fs") restricts the backends run.
 Every test gets its own fresh bucket. When a test fails, the server log
 lines written while it ran are attached to the failure report.
+
+The identity tests (test_identity.py, test_h2o_drive.py) run once, not per
+backend: they use their own fixtures below (idp: the test OpenID provider;
+oidc_drive: a Drive on the fs backend trusting it; h2o_python: the venv with
+the public h2o-drive client), with helpers in identitylib.py.
 """
 
 from __future__ import annotations
@@ -33,6 +38,9 @@ from typing import Callable
 import boto3
 import pytest
 from botocore.config import Config
+
+import identitylib
+from clientlib import ServerLog
 
 REPO = Path(__file__).resolve().parents[2]
 ACCESS_KEY = "testaccess"
@@ -223,7 +231,7 @@ def start_seaweedfs(workdir: Path) -> tuple[str, Callable[[], None]]:
 
 
 @dataclass
-class DriveServer:
+class DriveServer(ServerLog):
     endpoint: str
     port: int
     data_dir: Path
@@ -233,17 +241,6 @@ class DriveServer:
     access_key: str = ACCESS_KEY
     secret_key: str = SECRET_KEY
     region: str = REGION
-
-    def log_size(self) -> int:
-        try:
-            return self.log_path.stat().st_size
-        except FileNotFoundError:
-            return 0
-
-    def log_since(self, offset: int) -> str:
-        with open(self.log_path, "rb") as f:
-            f.seek(offset)
-            return f.read().decode("utf-8", "replace")
 
 
 _SERVER: DriveServer | None = None
@@ -417,10 +414,12 @@ def _attach_server_log(request, drive):
 def pytest_runtest_makereport(item, call):
     outcome = yield
     rep = outcome.get_result()
-    if rep.failed and _SERVER is not None:
+    # The identity tests name their own server (see their _attach_server_log).
+    server = getattr(item, "_drive_log_server", None) or _SERVER
+    if rep.failed and server is not None:
         offset = getattr(item, "_drive_log_offset", None)
         if offset is not None:
-            text = _SERVER.log_since(offset)
+            text = server.log_since(offset)
             if len(text) > 20000:
                 text = "...(earlier lines cut)...\n" + text[-20000:]
             rep.sections.append(("drive server log during this test", text))
@@ -504,3 +503,58 @@ def aws(client_env, drive, tmp_path):
         return p
 
     return run
+
+
+# --- identity: the OpenID provider, a Drive trusting it, the h2o-drive venv ---
+
+
+@pytest.fixture(scope="session")
+def idp(client_env_base, tmp_path_factory) -> identitylib.Idp:
+    """The test OpenID provider (s3-compat-tests/idp/test-idp.mjs, installed by
+    setup.sh) on a free loopback port."""
+    workdir = tmp_path_factory.mktemp("idp")
+    try:
+        provider = identitylib.start_idp(workdir, client_env_base)
+    except identitylib.IdpError as e:
+        pytest.fail(str(e), pytrace=False)
+    yield provider
+    identitylib.stop_process(provider.proc, timeout=10)
+
+
+@pytest.fixture(scope="session")
+def oidc_drive(idp, client_env_base, tmp_path_factory) -> identitylib.OidcDrive:
+    """A Drive on the fs backend that trusts `idp` (audience urn:drive, client
+    id drive-cli announced by discovery), with the usual root credentials."""
+    binary = drive_binary()
+    if not binary.is_file():
+        pytest.fail(f"drive binary not found at {binary} (build it, or set DRIVE_BIN)")
+    workdir = tmp_path_factory.mktemp("drive-oidc")
+    data_dir = Path(tempfile.mkdtemp(prefix="drive-clients-oidc-data-"))
+    try:
+        server = identitylib.start_oidc_drive(
+            binary, workdir, data_dir, client_env_base, idp.issuer,
+            ACCESS_KEY, SECRET_KEY, REGION,
+        )  # fmt: skip
+    except RuntimeError as e:
+        shutil.rmtree(data_dir, ignore_errors=True)
+        pytest.fail(str(e), pytrace=False)
+    try:
+        yield server
+    finally:
+        rc = identitylib.stop_process(server.proc)
+        shutil.rmtree(data_dir, ignore_errors=True)
+        assert rc == 0, (
+            f"drive (OIDC) exited with {rc} on SIGTERM (expected 0); log tail:\n"
+            + server.log_path.read_text(errors="replace")[-3000:]
+        )
+
+
+@pytest.fixture(scope="session")
+def h2o_python() -> Path:
+    """The python of the venv holding the public h2o-drive client (setup.sh
+    installs requirements-h2o.txt there: its aiobotocore pins a botocore that
+    conflicts with requirements.txt's awscli/boto3)."""
+    python = identitylib.h2o_venv_python()
+    if not python.is_file():
+        pytest.fail(f"h2o-drive venv not found: {python} (run setup.sh)")
+    return python

@@ -2,15 +2,18 @@
 # Installs the tools the client compatibility suite needs, idempotently:
 #   - a Python venv with requirements.txt, kept outside the repo in
 #     ${DRIVE_TOOLS_DIR:-$HOME/.cache/drive-tools}/venv and reused across runs;
+#   - a second venv, ${DRIVE_TOOLS_DIR}/venv-h2o, with requirements-h2o.txt (the
+#     public h2o-drive client, whose aiobotocore pins a botocore that conflicts
+#     with the awscli/boto3 of the first one), for test_h2o_drive.py;
 #   - rclone from Debian's packages when it is missing;
-#   - Azurite (npm) in ${DRIVE_TOOLS_DIR}/azurite, for the Azure backend suite.
+#   - Azurite (npm) in ${DRIVE_TOOLS_DIR}/azurite, for the Azure backend suite;
+#   - the test OpenID provider (s3-compat-tests/idp, npm's oidc-provider) in
+#     ${DRIVE_TOOLS_DIR}/idp, for the identity tests.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 tools_dir="${DRIVE_TOOLS_DIR:-$HOME/.cache/drive-tools}"
 venv="$tools_dir/venv"
-req="$here/requirements.txt"
-stamp="$venv/.drive-requirements.sha256"
 python="${PYTHON:-python3}"
 
 sudo=""
@@ -40,27 +43,36 @@ apt_install() {
 
 mkdir -p "$tools_dir"
 
-if ! "$venv/bin/python" -m pip --version >/dev/null 2>&1; then
-    echo "setup: creating venv in $venv"
-    rm -rf "$venv"
-    if ! "$python" -m venv "$venv" >/dev/null 2>&1; then
-        # Debian's own python3 needs python3-venv for ensurepip.
-        rm -rf "$venv"
-        apt_install python3-venv
-        "$python" -m venv "$venv"
+# ensure_venv DIR REQUIREMENTS: a venv in DIR with the pinned packages of the
+# file REQUIREMENTS, (re)installed when the file's hash differs from DIR's stamp.
+ensure_venv() {
+    local dir="$1" req="$2"
+    local stamp="$dir/.drive-requirements.sha256"
+    if ! "$dir/bin/python" -m pip --version >/dev/null 2>&1; then
+        echo "setup: creating venv in $dir"
+        rm -rf "$dir"
+        if ! "$python" -m venv "$dir" >/dev/null 2>&1; then
+            # Debian's own python3 needs python3-venv for ensurepip.
+            rm -rf "$dir"
+            apt_install python3-venv
+            "$python" -m venv "$dir"
+        fi
     fi
-fi
+    local want have
+    want="$(sha256sum "$req" | cut -d' ' -f1)"
+    have="$(cat "$stamp" 2>/dev/null || true)"
+    if [ "$want" != "$have" ]; then
+        echo "setup: installing $(grep -cvE '^\s*(#|$)' "$req") pinned packages from $(basename "$req") in $dir"
+        "$dir/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
+        "$dir/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req"
+        echo "$want" > "$stamp"
+    else
+        echo "setup: venv up to date ($dir)"
+    fi
+}
 
-want="$(sha256sum "$req" | cut -d' ' -f1)"
-have="$(cat "$stamp" 2>/dev/null || true)"
-if [ "$want" != "$have" ]; then
-    echo "setup: installing $(grep -cvE '^\s*(#|$)' "$req") pinned packages from requirements.txt"
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req"
-    echo "$want" > "$stamp"
-else
-    echo "setup: venv up to date ($venv)"
-fi
+ensure_venv "$venv" "$here/requirements.txt"
+ensure_venv "$tools_dir/venv-h2o" "$here/requirements-h2o.txt"
 
 if ! command -v rclone >/dev/null 2>&1; then
     apt_install rclone
@@ -80,3 +92,23 @@ if [ "$(cat "$azurite/.drive-version" 2>/dev/null || true)" != "$azurite_version
     echo "$azurite_version" > "$azurite/.drive-version"
 fi
 echo "setup: azurite $azurite_version in $azurite"
+
+idp_src="$here/../idp"
+idp="$tools_dir/idp"
+idp_stamp="$idp/.drive-package-lock.sha256"
+idp_want="$(sha256sum "$idp_src/package-lock.json" | cut -d' ' -f1)"
+if [ "$(cat "$idp_stamp" 2>/dev/null || true)" != "$idp_want" ]; then
+    if ! command -v npm >/dev/null 2>&1; then
+        apt_install nodejs npm
+    fi
+    echo "setup: installing the test OpenID provider's packages (npm ci)"
+    rm -rf "$idp"
+    mkdir -p "$idp"
+    cp "$idp_src/package.json" "$idp_src/package-lock.json" "$idp/"
+    (cd "$idp" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    echo "$idp_want" > "$idp_stamp"
+fi
+# The script beside its node_modules, so that its imports resolve there.
+cp "$idp_src/test-idp.mjs" "$idp/"
+idp_version="$(node -p 'require(process.argv[1]).version' "$idp/node_modules/oidc-provider/package.json")"
+echo "setup: oidc-provider $idp_version in $idp"

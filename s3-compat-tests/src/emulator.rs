@@ -54,13 +54,30 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-fn installed(path: PathBuf) -> PathBuf {
+/// `path`, something the setup script installs; panics saying how to install it when missing.
+pub fn installed(path: PathBuf) -> PathBuf {
     assert!(
         path.exists(),
         "{} is missing: run `bash s3-compat-tests/clients/setup.sh` (the test command does)",
         path.display()
     );
     path
+}
+
+/// Stops a child process by PID: SIGTERM, then SIGKILL if it has not exited within 10 s.
+pub fn terminate(mut child: Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 impl Emulator {
@@ -286,19 +303,8 @@ impl Emulator {
     /// Stops the emulator, as an outage would: SIGTERM (Azurite saves its metadata only on a
     /// clean exit), then SIGKILL if it has not exited within 10 s.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(child) = self.child.take() {
+            terminate(child);
         }
     }
 

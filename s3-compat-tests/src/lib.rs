@@ -6,8 +6,10 @@
 pub mod cases;
 pub mod emulator;
 pub mod faults;
+pub mod idp;
 pub mod server;
 pub mod sign;
+pub mod sts;
 
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::retry::RetryConfig;

@@ -5,8 +5,8 @@ use std::time::SystemTime;
 
 use aws_sdk_s3::config::Credentials;
 use aws_sigv4::http_request::{
-    PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings,
-    UriPathNormalizationMode, sign,
+    PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SignatureLocation,
+    SigningSettings, UriPathNormalizationMode, sign,
 };
 use aws_sigv4::sign::v4;
 use bytes::Bytes;
@@ -168,6 +168,55 @@ fn sign_with(
             .collect(),
         signature,
     )
+}
+
+/// A presigned URL for `method` on `url`, valid for `expires` (any value, even one S3
+/// refuses), signed with these credentials and, if given, a session token.
+pub fn presigned_url(
+    method: &str,
+    url: &str,
+    expires: std::time::Duration,
+    access_key: &str,
+    secret_key: &str,
+    session_token: Option<&str>,
+) -> String {
+    let identity = Credentials::new(
+        access_key,
+        secret_key,
+        session_token.map(str::to_owned),
+        None,
+        "raw",
+    )
+    .into();
+    let mut settings = SigningSettings::default();
+    settings.signature_location = SignatureLocation::QueryParams;
+    settings.expires_in = Some(expires);
+    settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+    settings.percent_encoding_mode = PercentEncodingMode::Single;
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region("us-west-2")
+        .name("s3")
+        .time(SystemTime::now())
+        .settings(settings)
+        .build()
+        .expect("signing params")
+        .into();
+    let signable = SignableRequest::new(
+        method,
+        url,
+        std::iter::empty(),
+        SignableBody::UnsignedPayload,
+    )
+    .expect("signable");
+    let (instructions, _) = sign(signable, &params).expect("sign").into_parts();
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(url)
+        .body(())
+        .expect("valid request");
+    instructions.apply_to_request_http1x(&mut req);
+    req.uri().to_string()
 }
 
 /// A PUT whose body is sent as `aws-chunked` with a chained signature on every chunk

@@ -7,6 +7,8 @@ use s3s::dto::{ETag, ETagCondition, Metadata, Timestamp, TimestampFormat};
 use s3s::{S3Error, S3ErrorCode, S3Result};
 
 use super::error;
+use crate::auth::BucketMap;
+use crate::namespace;
 
 /// The attributes a write request sets, from any input DTO with S3's content fields
 /// (PutObject, CopyObject, CreateMultipartUpload).
@@ -138,9 +140,13 @@ pub fn checksum_mode(mode: Option<&s3s::dto::ChecksumMode>) -> bool {
     mode.is_some_and(|m| m.as_str() == s3s::dto::ChecksumMode::ENABLED)
 }
 
-/// A validated bucket name from a request.
-pub fn bucket(name: &str) -> S3Result<BucketName> {
-    BucketName::new(name).map_err(error::s3)
+/// The backend bucket a request's bucket name stands for: as the access hook resolved it
+/// for a user, or the name itself for root.
+pub fn bucket(extensions: &http::Extensions, name: &str) -> S3Result<BucketName> {
+    match extensions.get::<BucketMap>() {
+        Some(map) => map.0.get(name).cloned().ok_or_else(namespace::denied),
+        None => BucketName::new(name).map_err(error::s3),
+    }
 }
 
 /// A validated key from a request.

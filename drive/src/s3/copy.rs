@@ -7,13 +7,16 @@ use super::convert::{bucket, copy_source_conditions, etag, key, timestamp, write
 use super::{Drive, error};
 
 /// The bucket and key a copy reads from.
-pub fn source(copy_source: &CopySource) -> S3Result<(buckets::BucketName, buckets::ObjectKey)> {
+pub fn source(
+    extensions: &http::Extensions,
+    copy_source: &CopySource,
+) -> S3Result<(buckets::BucketName, buckets::ObjectKey)> {
     match copy_source {
         CopySource::Bucket {
             bucket: b,
             key: k,
             version_id: None,
-        } => Ok((bucket(b)?, key(k)?)),
+        } => Ok((bucket(extensions, b)?, key(k)?)),
         CopySource::Bucket {
             version_id: Some(_),
             ..
@@ -34,8 +37,8 @@ impl Drive {
         req: S3Request<CopyObjectInput>,
     ) -> S3Result<S3Response<CopyObjectOutput>> {
         let input = req.input;
-        let (sb, sk) = source(&input.copy_source)?;
-        let db = bucket(&input.bucket)?;
+        let (sb, sk) = source(&req.extensions, &input.copy_source)?;
+        let db = bucket(&req.extensions, &input.bucket)?;
         let dk = key(&input.key)?;
         let replace = match input
             .metadata_directive

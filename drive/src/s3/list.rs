@@ -80,7 +80,7 @@ impl Drive {
         req: S3Request<ListObjectsInput>,
     ) -> S3Result<S3Response<ListObjectsOutput>> {
         let input = req.input;
-        let b = bucket(&input.bucket)?;
+        let b = bucket(&req.extensions, &input.bucket)?;
         let enc = encoder(input.encoding_type.as_ref())?;
         let query = ListQuery {
             prefix: input.prefix.clone().unwrap_or_default(),
@@ -119,7 +119,7 @@ impl Drive {
         req: S3Request<ListObjectsV2Input>,
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
         let input = req.input;
-        let b = bucket(&input.bucket)?;
+        let b = bucket(&req.extensions, &input.bucket)?;
         let enc = encoder(input.encoding_type.as_ref())?;
         let after_token = match input.continuation_token.as_deref() {
             Some(t) => Some(decode_token(t)?),

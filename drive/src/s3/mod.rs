@@ -13,22 +13,30 @@ mod objects;
 use std::sync::Arc;
 
 use buckets::Backend;
+
+use crate::namespace::Provisioner;
 use s3s::dto::*;
 use s3s::{S3, S3Request, S3Response, S3Result};
 
-pub use self::error::default_message;
+pub use self::error::{default_message, s3 as backend_error};
 
 /// The S3 front door over one backend.
 #[derive(Clone)]
 pub struct Drive {
     backend: Arc<dyn Backend>,
     region: String,
+    provisioner: Arc<Provisioner>,
 }
 
 impl Drive {
-    /// A front door over `backend` that reports `region` as every bucket's location.
-    pub fn new(backend: Arc<dyn Backend>, region: String) -> Self {
-        Self { backend, region }
+    /// A front door over `backend` that reports `region` as every bucket's location and
+    /// creates user buckets with `provisioner`.
+    pub fn new(backend: Arc<dyn Backend>, region: String, provisioner: Arc<Provisioner>) -> Self {
+        Self {
+            backend,
+            region,
+            provisioner,
+        }
     }
 }
 

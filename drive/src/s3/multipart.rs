@@ -45,7 +45,7 @@ impl Drive {
         req: S3Request<CreateMultipartUploadInput>,
     ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
         let input = req.input;
-        let b = bucket(&input.bucket)?;
+        let b = bucket(&req.extensions, &input.bucket)?;
         let k = key(&input.key)?;
         let attrs = write_attrs!(input);
         let upload_id = self
@@ -67,7 +67,7 @@ impl Drive {
         req: S3Request<UploadPartInput>,
     ) -> S3Result<S3Response<UploadPartOutput>> {
         let input = req.input;
-        let b = bucket(&input.bucket)?;
+        let b = bucket(&req.extensions, &input.bucket)?;
         let k = key(&input.key)?;
         let n = part_number(input.part_number)?;
         let body = input.body.ok_or_else(|| s3_error!(IncompleteBody))?;
@@ -95,8 +95,8 @@ impl Drive {
         req: S3Request<UploadPartCopyInput>,
     ) -> S3Result<S3Response<UploadPartCopyOutput>> {
         let input = req.input;
-        let (sb, sk) = source(&input.copy_source)?;
-        let b = bucket(&input.bucket)?;
+        let (sb, sk) = source(&req.extensions, &input.copy_source)?;
+        let b = bucket(&req.extensions, &input.bucket)?;
         let k = key(&input.key)?;
         let n = part_number(input.part_number)?;
         let range = input
@@ -147,7 +147,7 @@ impl Drive {
         req: S3Request<ListPartsInput>,
     ) -> S3Result<S3Response<ListPartsOutput>> {
         let input = req.input;
-        let b = bucket(&input.bucket)?;
+        let b = bucket(&req.extensions, &input.bucket)?;
         let k = key(&input.key)?;
         let marker = u32::try_from(input.part_number_marker.unwrap_or(0)).unwrap_or(0);
         let max = page_size(input.max_parts, "max-parts")?;
@@ -193,7 +193,7 @@ impl Drive {
         req: S3Request<CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
         let input = req.input;
-        let b = bucket(&input.bucket)?;
+        let b = bucket(&req.extensions, &input.bucket)?;
         let k = key(&input.key)?;
         let condition = write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
         let requested = input
@@ -234,7 +234,7 @@ impl Drive {
         &self,
         req: S3Request<AbortMultipartUploadInput>,
     ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
-        let b = bucket(&req.input.bucket)?;
+        let b = bucket(&req.extensions, &req.input.bucket)?;
         let k = key(&req.input.key)?;
         self.backend
             .abort_multipart_upload(&b, &k, &req.input.upload_id)
@@ -248,7 +248,7 @@ impl Drive {
         req: S3Request<ListMultipartUploadsInput>,
     ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
         let input = req.input;
-        let b = bucket(&input.bucket)?;
+        let b = bucket(&req.extensions, &input.bucket)?;
         let enc = encoder(input.encoding_type.as_ref())?;
         let query = UploadsQuery {
             prefix: input.prefix.clone().unwrap_or_default(),

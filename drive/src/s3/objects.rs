@@ -48,7 +48,7 @@ impl Drive {
         req: S3Request<PutObjectInput>,
     ) -> S3Result<S3Response<PutObjectOutput>> {
         let input = req.input;
-        let b = bucket(&input.bucket)?;
+        let b = bucket(&req.extensions, &input.bucket)?;
         let k = key(&input.key)?;
         let body = input.body.ok_or_else(|| s3_error!(IncompleteBody))?;
         let condition = write_condition(input.if_match.as_ref(), input.if_none_match.as_ref())?;
@@ -82,7 +82,7 @@ impl Drive {
         req: S3Request<GetObjectInput>,
     ) -> S3Result<S3Response<GetObjectOutput>> {
         let input = req.input;
-        let b = bucket(&input.bucket)?;
+        let b = bucket(&req.extensions, &input.bucket)?;
         let k = key(&input.key)?;
         if input.part_number.is_some() {
             return Err(s3_error!(
@@ -122,7 +122,7 @@ impl Drive {
         req: S3Request<HeadObjectInput>,
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         let input = req.input;
-        let b = bucket(&input.bucket)?;
+        let b = bucket(&req.extensions, &input.bucket)?;
         let k = key(&input.key)?;
         let info = self.backend.head_object(&b, &k).await.map_err(error::s3)?;
         read_conditions!(input).check(&info, false)?;
@@ -153,7 +153,7 @@ impl Drive {
                 "Conditional deletes are not supported"
             ));
         }
-        let b = bucket(&input.bucket)?;
+        let b = bucket(&req.extensions, &input.bucket)?;
         let k = key(&input.key)?;
         self.backend
             .delete_object(&b, &k)
@@ -167,7 +167,7 @@ impl Drive {
         req: S3Request<DeleteObjectsInput>,
     ) -> S3Result<S3Response<DeleteObjectsOutput>> {
         let input = req.input;
-        let b = bucket(&input.bucket)?;
+        let b = bucket(&req.extensions, &input.bucket)?;
         if input.delete.objects.len() > 1000 {
             return Err(s3_error!(
                 MalformedXML,
