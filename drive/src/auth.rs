@@ -16,21 +16,29 @@ use s3s::{S3Result, s3_error};
 use shared_identity::{Principal, SessionError, Sessions};
 
 use crate::credentials::RootCredentials;
+use crate::keys::{ActiveKey, KeyStore};
 use crate::namespace::{self, Provisioner};
 
 /// Longest validity of a presigned URL, as on AWS: 7 days.
 const MAX_PRESIGNED_SECS: u64 = 7 * 24 * 3600;
 
-/// Resolves access keys to secrets: the root key and session keys (derived, stateless).
+/// Resolves access keys to secrets: the root key, session keys (derived, stateless) and
+/// users' long-term keys (from the metadata database).
 pub struct Keys {
     root: RootCredentials,
     sessions: Arc<Sessions>,
+    store: Arc<KeyStore>,
 }
 
 impl Keys {
-    /// Keys with the root pair and the session credentials `sessions` issues.
-    pub fn new(root: RootCredentials, sessions: Arc<Sessions>) -> Self {
-        Self { root, sessions }
+    /// Keys with the root pair, the session credentials `sessions` issues and the
+    /// long-term keys in `store`.
+    pub fn new(root: RootCredentials, sessions: Arc<Sessions>, store: Arc<KeyStore>) -> Self {
+        Self {
+            root,
+            sessions,
+            store,
+        }
     }
 }
 
@@ -43,11 +51,29 @@ impl S3Auth for Keys {
         if let Some(secret) = self.sessions.secret_for(access_key) {
             return Ok(SecretKey::from(secret));
         }
-        Err(s3_error!(
-            InvalidAccessKeyId,
-            "The AWS Access Key Id you provided does not exist in our records."
-        ))
+        match lookup(&self.store, access_key).await? {
+            Some(key) => Ok(SecretKey::from(key.secret)),
+            None => Err(unknown_key()),
+        }
     }
+}
+
+/// An active long-term key; a database failure is a 503, not a refusal.
+async fn lookup(store: &KeyStore, access_key: &str) -> S3Result<Option<ActiveKey>> {
+    store.lookup(access_key).await.map_err(|e| {
+        tracing::error!(error = %e, "access key lookup failed");
+        s3_error!(
+            ServiceUnavailable,
+            "The access key could not be checked; try again."
+        )
+    })
+}
+
+fn unknown_key() -> s3s::S3Error {
+    s3_error!(
+        InvalidAccessKeyId,
+        "The AWS Access Key Id you provided does not exist in our records."
+    )
 }
 
 /// Slot in a request's extensions where the access hook records the S3 operation's name,
@@ -79,28 +105,32 @@ pub struct BucketMap(pub HashMap<String, BucketName>);
 pub struct Access {
     root: RootCredentials,
     sessions: Arc<Sessions>,
+    store: Arc<KeyStore>,
     provisioner: Arc<Provisioner>,
     admin_role: String,
 }
 
 impl Access {
-    /// A hook that knows the root key, verifies sessions with `sessions`, creates user
-    /// buckets with `provisioner` and treats holders of `admin_role` as admins.
+    /// A hook that knows the root key, verifies sessions with `sessions`, finds long-term
+    /// keys in `store`, creates user buckets with `provisioner` and treats holders of
+    /// `admin_role` as admins.
     pub fn new(
         root: RootCredentials,
         sessions: Arc<Sessions>,
+        store: Arc<KeyStore>,
         provisioner: Arc<Provisioner>,
         admin_role: String,
     ) -> Self {
         Self {
             root,
             sessions,
+            store,
             provisioner,
             admin_role,
         }
     }
 
-    fn caller(&self, cx: &S3AccessContext<'_>) -> S3Result<Caller> {
+    async fn caller(&self, cx: &S3AccessContext<'_>) -> S3Result<Caller> {
         let Some(creds) = cx.credentials() else {
             return Err(s3_error!(
                 AccessDenied,
@@ -128,19 +158,30 @@ impl Access {
             }
             return Ok(Caller::Root);
         }
-        let token = token.ok_or_else(invalid_token)?;
-        let session = self
-            .sessions
-            .verify(&creds.access_key, &token, SystemTime::now())
-            .map_err(|e| match e {
-                SessionError::Expired => {
-                    s3_error!(ExpiredToken, "The provided token has expired.")
-                }
-                _ => invalid_token(),
-            })?;
-        let admin = session.principal.has_role(&self.admin_role);
+        let principal = if Sessions::is_session_key(&creds.access_key) {
+            let token = token.ok_or_else(invalid_token)?;
+            self.sessions
+                .verify(&creds.access_key, &token, SystemTime::now())
+                .map_err(|e| match e {
+                    SessionError::Expired => {
+                        s3_error!(ExpiredToken, "The provided token has expired.")
+                    }
+                    _ => invalid_token(),
+                })?
+                .principal
+        } else {
+            if token.is_some() {
+                return Err(invalid_token());
+            }
+            // Revoked since its signature was checked: refused all the same.
+            lookup(&self.store, &creds.access_key)
+                .await?
+                .ok_or_else(unknown_key)?
+                .principal
+        };
+        let admin = principal.has_role(&self.admin_role);
         Ok(Caller::User {
-            principal: Arc::new(session.principal),
+            principal: Arc::new(principal),
             admin,
         })
     }
@@ -207,7 +248,7 @@ impl S3Access for Access {
         if let Some(slot) = cx.extensions_mut().get::<OperationName>() {
             let _ = slot.0.set(op.clone());
         }
-        let caller = self.caller(cx)?;
+        let caller = self.caller(cx).await?;
         if let Caller::User { principal, admin } = &caller {
             let map = self.authorize(cx, principal, *admin).await?;
             cx.extensions_mut().insert(map);

@@ -119,6 +119,10 @@ pub struct ServeArgs {
     /// Public base URL of Drive, announced by discovery [default: http://<Host header>].
     #[arg(long, env = "DRIVE_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// Metadata database (users' access keys): `sqlite://…` or `postgres://…`; replicas share
+    /// one PostgreSQL database [default: sqlite://<data-dir>/drive.db].
+    #[arg(long, env = "DRIVE_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<Secret>,
 }
 
 /// Which store holds the objects.
@@ -265,6 +269,7 @@ struct FileConfig {
     server_key_file: Option<PathBuf>,
     previous_server_key_files: Option<Vec<PathBuf>>,
     public_url: Option<String>,
+    database_url: Option<Secret>,
 }
 
 /// Who Drive trusts and how it maps and authorizes users.
@@ -315,6 +320,8 @@ pub struct Config {
     pub backend: BackendConfig,
     /// Identity settings.
     pub identity: IdentityConfig,
+    /// The metadata database URL.
+    pub database_url: Secret,
 }
 
 /// A configuration that cannot be used.
@@ -433,17 +440,22 @@ impl Config {
                 root_prefix,
             },
         };
+        let data_dir = args
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("data"));
+        let database_url = args.database_url.or(file.database_url).unwrap_or_else(|| {
+            Secret(format!("sqlite://{}/drive.db?mode=rwc", data_dir.display()))
+        });
         Ok(Self {
             backend,
             identity,
+            database_url,
+            data_dir,
             listen: args
                 .listen
                 .or(file.listen)
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9000))),
-            data_dir: args
-                .data_dir
-                .or(file.data_dir)
-                .unwrap_or_else(|| PathBuf::from("data")),
             domain: args.domain.or(file.domain).filter(|d| !d.is_empty()),
             region: args
                 .region

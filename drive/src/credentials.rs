@@ -185,7 +185,7 @@ pub fn load_server_key(
 const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
 /// A uniformly random string over `alphabet` (rejection sampling, no modulo bias).
-fn random_string(len: usize, alphabet: &[u8]) -> String {
+pub fn random_string(len: usize, alphabet: &[u8]) -> String {
     let limit = 256 - 256 % alphabet.len();
     let mut out = String::with_capacity(len);
     let mut buf = [0u8; 64];

@@ -1,10 +1,13 @@
 //! `drive`: the S3-compatible front door of the platform.
 
+mod api;
 mod auth;
+mod client;
 mod config;
 mod credentials;
 mod discovery;
 mod framing;
+mod keys;
 mod metrics;
 mod namespace;
 mod s3;
@@ -25,11 +28,16 @@ use crate::credentials::{Origin, RootCredentials};
 #[command(version, about)]
 enum Cli {
     /// Start the server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
+    /// Create, list and revoke your long-term access keys on a running Drive.
+    Keys(client::KeysArgs),
 }
 
 fn main() -> ExitCode {
-    let Cli::Serve(args) = Cli::parse();
+    let args = match Cli::parse() {
+        Cli::Serve(args) => *args,
+        Cli::Keys(args) => return client::run(args),
+    };
     let config = match Config::resolve(args) {
         Ok(c) => c,
         Err(e) => {
@@ -71,14 +79,31 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     )?;
     let backend = open_backend(&config).await?;
     let identity = &config.identity;
+    let server_key =
+        credentials::load_server_key(identity.server_key_file.as_deref(), &config.data_dir)?;
+    let older_keys: Vec<_> = identity
+        .previous_server_key_files
+        .iter()
+        .map(|p| credentials::load_server_key(Some(p), &config.data_dir))
+        .collect::<Result<_, _>>()?;
     let sessions = Arc::new(shared_identity::Sessions::new(
-        credentials::load_server_key(identity.server_key_file.as_deref(), &config.data_dir)?,
-        identity
-            .previous_server_key_files
-            .iter()
-            .map(|p| credentials::load_server_key(Some(p), &config.data_dir))
-            .collect::<Result<_, _>>()?,
+        server_key.clone(),
+        older_keys.clone(),
     ));
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        format!(
+            "cannot create the data directory {}: {e}",
+            config.data_dir.display()
+        )
+    })?;
+    let keys = Arc::new(
+        keys::KeyStore::open(
+            config.database_url.expose(),
+            shared_identity::Sealer::new(server_key, older_keys),
+        )
+        .await
+        .map_err(|e| format!("cannot open the metadata database: {e}"))?,
+    );
     let verifier = open_verifier(identity).await;
     let provisioner = Arc::new(namespace::Provisioner::new(Arc::clone(&backend)));
 
@@ -87,10 +112,15 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         config.region.clone(),
         Arc::clone(&provisioner),
     ));
-    builder.set_auth(auth::Keys::new(root.clone(), Arc::clone(&sessions)));
+    builder.set_auth(auth::Keys::new(
+        root.clone(),
+        Arc::clone(&sessions),
+        Arc::clone(&keys),
+    ));
     builder.set_access(auth::Access::new(
         root.clone(),
         Arc::clone(&sessions),
+        Arc::clone(&keys),
         provisioner,
         identity.admin_role.clone(),
     ));
@@ -102,7 +132,8 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         s3: builder.build(),
         metrics: metrics::Metrics::new(),
         backend,
-        sts: sts::Sts::new(verifier, sessions, identity.sts_max_duration),
+        sts: sts::Sts::new(verifier.clone(), sessions, identity.sts_max_duration),
+        api: api::Api { verifier, keys },
         discovery: identity.issuers.first().map(|issuer| discovery::Discovery {
             issuer: issuer.clone(),
             client_id: identity.client_id.clone(),

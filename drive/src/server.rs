@@ -21,6 +21,7 @@ use prometheus_client::metrics::counter::Counter;
 use s3s::service::S3Service;
 use tokio::net::TcpListener;
 
+use crate::api::{self, Api};
 use crate::auth::OperationName;
 use crate::discovery::{self, Discovery};
 use crate::framing;
@@ -39,6 +40,8 @@ pub struct State {
     pub sts: Sts,
     /// Cloud discovery, when an issuer is configured.
     pub discovery: Option<Discovery>,
+    /// Drive's own API (access keys).
+    pub api: Api,
 }
 
 /// Serves on `listener` until `shutdown` resolves, then waits up to `grace` for in-flight
@@ -152,6 +155,9 @@ async fn handle(
 
     let signed = is_signed(&req);
     let (operation, mut response) = match internal_route(&req) {
+        _ if req.uri().path().starts_with(api::PREFIX) => {
+            ("Api".to_owned(), state.api.handle(req).await)
+        }
         Some(route) if !signed => (route.to_owned(), internal(&state, route, &req).await),
         _ if !signed && is_sts(&req) => (
             "AssumeRoleWithWebIdentity".to_owned(),
@@ -319,7 +325,13 @@ async fn internal(state: &State, route: &str, req: &Request<Incoming>) -> Respon
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
             state.metrics.render(),
         ),
-        "Readyz" => match state.backend.check_ready().await {
+        "Readyz" => match state
+            .backend
+            .check_ready()
+            .await
+            .map_err(|e| e.to_string())
+            .and(state.api.keys.check().await.map_err(|e| e.to_string()))
+        {
             Ok(()) => ("text/plain; charset=utf-8", "ok\n".to_owned()),
             Err(e) => {
                 tracing::warn!(error = %e, "not ready");

@@ -4,6 +4,7 @@
 //! Drive configuration.
 
 pub mod cases;
+pub mod database;
 pub mod emulator;
 pub mod faults;
 pub mod idp;

@@ -12,6 +12,7 @@ use aws_sigv4::sign::v4;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 /// A response as the test sees it.
@@ -50,6 +51,15 @@ pub async fn send(req: http::Request<Full<Bytes>>) -> Reply {
 /// refused a body while it was still being sent).
 pub async fn try_send(req: http::Request<Full<Bytes>>) -> Result<Reply, String> {
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    try_send_on(&client, req).await
+}
+
+/// Like [`try_send`], on `client`: requests sent on one client reuse its kept-alive
+/// connections (benchmarks measure the server, not connection setup).
+pub async fn try_send_on(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    req: http::Request<Full<Bytes>>,
+) -> Result<Reply, String> {
     let resp = client.request(req).await.map_err(|e| format!("{e:?}"))?;
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();

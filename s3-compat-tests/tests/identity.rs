@@ -428,3 +428,145 @@ async fn session_tokens_are_bound_to_their_keys() {
     let reply = sign::get_url(presign(&old, &old.session_token, 600)).await;
     assert_eq!((reply.status, reply.code().as_str()), (400, "ExpiredToken"));
 }
+
+/// Calls Drive's key API with a bearer token.
+async fn keys_api(
+    endpoint: &str,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: &str,
+) -> sign::Reply {
+    let auth = format!("Bearer {token}");
+    sign::send(sign::request(
+        method,
+        &format!("{endpoint}/_drive/api/v1/{path}"),
+        [
+            ("authorization", auth.as_str()),
+            ("content-type", "application/json"),
+        ],
+        bytes::Bytes::from(body.to_owned()),
+    ))
+    .await
+}
+
+/// Runs `drive keys ...` against `endpoint` with `token`.
+fn drive_keys(endpoint: &str, token: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(s3_compat_tests::server::binary())
+        .arg("keys")
+        .args(args)
+        .env("DRIVE_ENDPOINT", endpoint)
+        .env("DRIVE_TOKEN", token)
+        .output()
+        .expect("run drive keys")
+}
+
+#[tokio::test]
+async fn users_manage_long_term_access_keys() {
+    let w = world().await;
+    let end = &w.drive.endpoint;
+    let alice = w.idp.password_token("alice").await.access_token;
+    let bob = w.idp.password_token("bob").await.access_token;
+
+    // Without a valid bearer token, nothing.
+    for token in ["", "garbage", &w.forge(json!({"aud": "account"}), None)] {
+        let reply = keys_api(end, "GET", "keys", token, "").await;
+        assert_eq!(reply.status, 401, "{token}: {}", reply.text());
+    }
+    let reply = keys_api(end, "POST", "keys", &alice, r#"{"description":"laptop"}"#).await;
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    let created: Value = serde_json::from_slice(&reply.body).unwrap();
+    let (id, secret) = (
+        created["accessKeyId"].as_str().unwrap().to_owned(),
+        created["secretAccessKey"].as_str().unwrap().to_owned(),
+    );
+    // The key acts as alice: her _my, her groups.
+    let client = s3_compat_tests::client(end, &id, &secret);
+    put(&client, "_my", "via-key.txt", "long-term").await;
+    let session = w.client("alice").await;
+    assert_eq!(get(&session, "_my", "via-key.txt").await, "long-term");
+    put(&client, "team-a", "via-key.txt", "shared").await;
+
+    // Listings show only one's own keys, never secrets.
+    let listed = keys_api(end, "GET", "keys", &alice, "").await;
+    assert!(listed.text().contains(&id) && !listed.text().contains(&secret));
+    let bobs = keys_api(end, "GET", "keys", &bob, "").await;
+    assert!(!bobs.text().contains(&id));
+    // Bob cannot revoke alice's key; a session token does not combine with it.
+    assert_eq!(
+        keys_api(end, "DELETE", &format!("keys/{id}"), &bob, "")
+            .await
+            .status,
+        404
+    );
+    let creds = SessionCredentials {
+        access_key_id: id.clone(),
+        secret_access_key: secret.clone(),
+        session_token: w.session("alice").await.session_token,
+        expiration: String::new(),
+    };
+    let err = session_client(end, &creds)
+        .list_objects_v2()
+        .bucket("_my")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        s3_compat_tests::failure::<(), _, _>(Err(err)).0,
+        "InvalidToken"
+    );
+
+    // The CLI: create, list, revoke.
+    let out = drive_keys(end, &alice, &["create", "--description", "ci job"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let cli_id = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("AWS_ACCESS_KEY_ID="))
+        .unwrap()
+        .to_owned();
+    let out = drive_keys(end, &alice, &["list"]);
+    let listing = String::from_utf8(out.stdout).unwrap();
+    assert!(listing.contains(&cli_id) && listing.contains("ci job") && listing.contains(&id));
+    assert!(
+        drive_keys(end, &alice, &["revoke", &cli_id])
+            .status
+            .success()
+    );
+    let out = drive_keys(end, &alice, &["revoke", &cli_id]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("404"));
+    let out = drive_keys(end, "not-a-token", &["list"]);
+    assert!(!out.status.success());
+
+    // Revoked: refused at once.
+    assert_eq!(
+        keys_api(end, "DELETE", &format!("keys/{id}"), &alice, "")
+            .await
+            .status,
+        204
+    );
+    let err = client
+        .list_objects_v2()
+        .bucket("_my")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        s3_compat_tests::failure::<(), _, _>(Err(err)),
+        ("InvalidAccessKeyId".to_owned(), 403)
+    );
+    let listed = keys_api(end, "GET", "keys", &alice, "").await;
+    let listed: Value = serde_json::from_slice(&listed.body).unwrap();
+    assert!(
+        listed["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|k| k["revokedAt"].is_string())
+    );
+}

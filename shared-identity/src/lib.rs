@@ -1,12 +1,15 @@
 //! One identity for Drive and the App Store: verification of OpenID Connect tokens,
-//! the principal they describe, and Drive's stateless session credentials.
+//! the principal they describe, Drive's stateless session credentials, and secrets sealed
+//! with the server key.
 
 mod oidc;
 mod principal;
+mod sealed;
 mod session;
 
 pub use oidc::{ASYMMETRIC, IssuerConfig, Timing, Verified, Verifier, VerifyError};
 pub use principal::{ClaimMapping, Principal};
+pub use sealed::Sealer;
 pub use session::{
     ACCESS_KEY_PREFIX, ServerKey, Session, SessionCredentials, SessionError, Sessions, ShortKey,
 };

@@ -65,6 +65,11 @@ impl ServerKey {
         &self.kid
     }
 
+    /// A 32-byte key for one purpose, derived from this key and `label`.
+    pub(crate) fn derive(&self, label: &str) -> [u8; 32] {
+        self.mac(label, &[])
+    }
+
     fn mac(&self, label: &str, parts: &[&[u8]]) -> [u8; 32] {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes any key");
         mac.update(label.as_bytes());
