@@ -22,8 +22,8 @@ const MAX_BODY: usize = 16 * 1024;
 
 /// What the API needs.
 pub struct Api {
-    /// Verifies bearer tokens; `None` when no issuer is configured.
-    pub verifier: Option<Arc<Verifier>>,
+    /// Verifies bearer tokens.
+    pub verifier: Arc<Verifier>,
     /// The access keys.
     pub keys: Arc<KeyStore>,
 }
@@ -64,11 +64,6 @@ impl Api {
     /// The caller, from an `Authorization: Bearer` OIDC access token.
     async fn principal(&self, req: &Request<Incoming>) -> Result<Principal, Response<s3s::Body>> {
         let unauthorized = |message: &str| error(StatusCode::UNAUTHORIZED, "unauthorized", message);
-        let Some(verifier) = &self.verifier else {
-            return Err(unauthorized(
-                "Drive trusts no identity provider; configure one with --oidc-issuer.",
-            ));
-        };
         let token = req
             .headers()
             .get(header::AUTHORIZATION)
@@ -80,7 +75,7 @@ impl Api {
             .ok_or_else(|| {
                 unauthorized("Send an OIDC access token: Authorization: Bearer <token>.")
             })?;
-        verifier
+        self.verifier
             .verify(token.trim())
             .await
             .map(|v| v.principal)

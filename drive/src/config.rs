@@ -119,6 +119,15 @@ pub struct ServeArgs {
     /// Public base URL of Drive, announced by discovery [default: http://<Host header>].
     #[arg(long, env = "DRIVE_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// Users of the built-in development issuer (when no --oidc-issuer is set), each
+    /// NAME:PASSWORD[:GROUP+GROUP[:ROLE+ROLE]] (comma-separated).
+    #[arg(
+        long,
+        env = "DRIVE_DEV_USERS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub dev_user: Vec<shared_identity::DevUser>,
     /// Metadata database (users' access keys): `sqlite://…` or `postgres://…`; replicas share
     /// one PostgreSQL database [default: sqlite://<data-dir>/drive.db].
     #[arg(long, env = "DRIVE_DATABASE_URL", hide_env_values = true)]
@@ -270,6 +279,7 @@ struct FileConfig {
     previous_server_key_files: Option<Vec<PathBuf>>,
     public_url: Option<String>,
     database_url: Option<Secret>,
+    dev_users: Option<Vec<String>>,
 }
 
 /// Who Drive trusts and how it maps and authorizes users.
@@ -299,6 +309,8 @@ pub struct IdentityConfig {
     pub previous_server_key_files: Vec<PathBuf>,
     /// Public base URL.
     pub public_url: Option<String>,
+    /// Users of the built-in development issuer.
+    pub dev_users: Vec<shared_identity::DevUser>,
 }
 
 /// The resolved configuration.
@@ -495,6 +507,21 @@ fn identity(args: &mut ServeArgs, file: &mut FileConfig) -> Result<IdentityConfi
             "an OIDC issuer needs --oidc-audience (the aud of its access tokens) or --oidc-authorized-party (their azp)",
         ));
     }
+    let mut dev_users = std::mem::take(&mut args.dev_user);
+    if dev_users.is_empty() {
+        for text in file.dev_users.take().unwrap_or_default() {
+            dev_users.push(text.parse().map_err(|_| {
+                ConfigError::Identity(
+                    "dev_users entries are NAME:PASSWORD[:GROUP+GROUP[:ROLE+ROLE]]",
+                )
+            })?);
+        }
+    }
+    if !issuers.is_empty() && !dev_users.is_empty() {
+        return Err(ConfigError::Identity(
+            "dev users belong to the built-in issuer, which is off when --oidc-issuer is set",
+        ));
+    }
     let sts_max = args
         .sts_max_duration_secs
         .or(file.sts_max_duration_secs)
@@ -559,6 +586,7 @@ fn identity(args: &mut ServeArgs, file: &mut FileConfig) -> Result<IdentityConfi
             previous
         },
         public_url: args.public_url.take().or(file.public_url.take()),
+        dev_users,
     })
 }
 

@@ -5,6 +5,7 @@ mod auth;
 mod client;
 mod config;
 mod credentials;
+mod dev_idp;
 mod discovery;
 mod framing;
 mod keys;
@@ -78,6 +79,10 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         &config.data_dir,
     )?;
     let backend = open_backend(&config).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let addr = listener.local_addr()?;
     let identity = &config.identity;
     let server_key =
         credentials::load_server_key(identity.server_key_file.as_deref(), &config.data_dir)?;
@@ -99,12 +104,24 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let keys = Arc::new(
         keys::KeyStore::open(
             config.database_url.expose(),
-            shared_identity::Sealer::new(server_key, older_keys),
+            shared_identity::Sealer::new(server_key.clone(), older_keys),
         )
         .await
         .map_err(|e| format!("cannot open the metadata database: {e}"))?,
     );
-    let verifier = open_verifier(identity).await;
+    // Without an external issuer, the built-in development issuer is the one trusted.
+    let dev_issuer = identity.issuers.is_empty().then(|| {
+        let base = identity
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{addr}"));
+        Arc::new(shared_identity::DevIssuer::new(
+            format!("{}{}", base.trim_end_matches('/'), dev_idp::PREFIX),
+            &server_key,
+            identity.dev_users.clone(),
+        ))
+    });
+    let verifier = open_verifier(identity, dev_issuer.as_deref()).await;
     let provisioner = Arc::new(namespace::Provisioner::new(Arc::clone(&backend)));
 
     let mut builder = S3ServiceBuilder::new(s3::Drive::new(
@@ -134,19 +151,21 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         backend,
         sts: sts::Sts::new(verifier.clone(), sessions, identity.sts_max_duration),
         api: api::Api { verifier, keys },
-        discovery: identity.issuers.first().map(|issuer| discovery::Discovery {
-            issuer: issuer.clone(),
+        discovery: discovery::Discovery {
+            issuer: identity
+                .issuers
+                .first()
+                .cloned()
+                .or_else(|| dev_issuer.as_ref().map(|d| d.issuer().to_owned()))
+                .unwrap_or_default(),
             client_id: identity.client_id.clone(),
             scope: identity.scope.clone(),
             public_url: identity.public_url.clone(),
-        }),
+        },
+        dev_issuer: dev_issuer.clone(),
     });
 
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
-    let addr = listener.local_addr()?;
-    announce(&config, &addr, &root, &origin);
+    announce(&config, &addr, &root, &origin, dev_issuer.as_deref());
 
     let shutdown = async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -161,12 +180,17 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// The verifier of the configured issuers, with their keys fetched once if they answer.
+/// The verifier of the configured issuers, with their keys fetched once if they answer, or
+/// of the development issuer.
 async fn open_verifier(
     identity: &config::IdentityConfig,
-) -> Option<Arc<shared_identity::Verifier>> {
-    if identity.issuers.is_empty() {
-        return None;
+    dev_issuer: Option<&shared_identity::DevIssuer>,
+) -> Arc<shared_identity::Verifier> {
+    if let Some(dev) = dev_issuer {
+        return Arc::new(shared_identity::Verifier::new(
+            vec![dev.trust()],
+            shared_identity::Timing::default(),
+        ));
     }
     let issuers = identity
         .issuers
@@ -187,7 +211,7 @@ async fn open_verifier(
     if let Err(e) = verifier.warm().await {
         tracing::warn!(error = %e, "the identity provider did not answer; its keys are fetched on first use");
     }
-    Some(Arc::new(verifier))
+    Arc::new(verifier)
 }
 
 /// Opens the configured store and checks that it can be used.
@@ -250,7 +274,13 @@ async fn open_backend(config: &Config) -> Result<Arc<dyn buckets::Backend>, Stri
 }
 
 /// Prints where Drive listens and how to reach it with aws-cli.
-fn announce(config: &Config, addr: &std::net::SocketAddr, root: &RootCredentials, origin: &Origin) {
+fn announce(
+    config: &Config,
+    addr: &std::net::SocketAddr,
+    root: &RootCredentials,
+    origin: &Origin,
+    dev_issuer: Option<&shared_identity::DevIssuer>,
+) {
     let endpoint = format!("http://{addr}");
     match &config.backend {
         BackendConfig::Fs => println!(
@@ -275,9 +305,16 @@ fn announce(config: &Config, addr: &std::net::SocketAddr, root: &RootCredentials
     if let Some(domain) = &config.domain {
         println!("Virtual-host-style requests: http://<bucket>.{domain}");
     }
-    if config.identity.issuers.is_empty() {
+    if let Some(dev) = dev_issuer {
+        let names: Vec<&str> = dev.users().iter().map(|u| u.name.as_str()).collect();
         println!(
-            "Identity: root credentials only (no --oidc-issuer configured; STS refuses every token)"
+            "Identity: built-in development issuer {} (no --oidc-issuer configured); users: {}",
+            dev.issuer(),
+            if names.is_empty() {
+                "none yet, add some with --dev-user NAME:PASSWORD[:GROUP+GROUP]".to_owned()
+            } else {
+                names.join(", ")
+            }
         );
     } else {
         println!(

@@ -23,6 +23,7 @@ use tokio::net::TcpListener;
 
 use crate::api::{self, Api};
 use crate::auth::OperationName;
+use crate::dev_idp;
 use crate::discovery::{self, Discovery};
 use crate::framing;
 use crate::metrics::{Metrics, OperationLabels, RequestLabels};
@@ -38,8 +39,10 @@ pub struct State {
     pub backend: Arc<dyn buckets::Backend>,
     /// The STS endpoint.
     pub sts: Sts,
-    /// Cloud discovery, when an issuer is configured.
-    pub discovery: Option<Discovery>,
+    /// Cloud discovery.
+    pub discovery: Discovery,
+    /// The built-in development issuer, when no external one is configured.
+    pub dev_issuer: Option<Arc<shared_identity::DevIssuer>>,
     /// Drive's own API (access keys).
     pub api: Api,
 }
@@ -158,6 +161,19 @@ async fn handle(
         _ if req.uri().path().starts_with(api::PREFIX) => {
             ("Api".to_owned(), state.api.handle(req).await)
         }
+        _ if req.uri().path().starts_with(dev_idp::PREFIX) && state.dev_issuer.is_some() => {
+            let issuer = state.dev_issuer.as_ref().expect("checked");
+            ("DevIssuer".to_owned(), dev_idp::handle(issuer, req).await)
+        }
+        // Drive's own paths: no bucket can be named `_drive`.
+        _ if req.uri().path().starts_with("/_drive/") => (
+            "NotFound".to_owned(),
+            Response::builder()
+                .status(StatusCode::NOT_FOUND)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(s3s::Body::from(r#"{"error":"not_found"}"#.to_owned()))
+                .expect("static response"),
+        ),
         Some(route) if !signed => (route.to_owned(), internal(&state, route, &req).await),
         _ if !signed && is_sts(&req) => (
             "AssumeRoleWithWebIdentity".to_owned(),
@@ -308,8 +324,7 @@ async fn internal(state: &State, route: &str, req: &Request<Incoming>) -> Respon
             let path = &req.uri().path()[discovery::PREFIX.len()..];
             match state
                 .discovery
-                .as_ref()
-                .and_then(|d| d.answer(path, req.uri().query().unwrap_or(""), host))
+                .answer(path, req.uri().query().unwrap_or(""), host)
             {
                 Some(json) => ("application/json", json.to_string()),
                 None => {

@@ -14,7 +14,7 @@ const NAMESPACE: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
 
 /// The STS endpoint.
 pub struct Sts {
-    verifier: Option<Arc<Verifier>>,
+    verifier: Arc<Verifier>,
     sessions: Arc<Sessions>,
     max_duration: Duration,
 }
@@ -23,13 +23,9 @@ pub struct Sts {
 pub type Answer = (StatusCode, String);
 
 impl Sts {
-    /// An endpoint that trusts `verifier`'s issuers (none: every token is refused) and
-    /// issues sessions of at most `max_duration`.
-    pub fn new(
-        verifier: Option<Arc<Verifier>>,
-        sessions: Arc<Sessions>,
-        max_duration: Duration,
-    ) -> Self {
+    /// An endpoint that trusts `verifier`'s issuers and issues sessions of at most
+    /// `max_duration`.
+    pub fn new(verifier: Arc<Verifier>, sessions: Arc<Sessions>, max_duration: Duration) -> Self {
         Self {
             verifier,
             sessions,
@@ -94,14 +90,7 @@ impl Sts {
             }
         };
         let duration = Duration::from_secs(duration).min(self.max_duration);
-        let Some(verifier) = &self.verifier else {
-            return fail(
-                StatusCode::BAD_REQUEST,
-                "InvalidIdentityToken",
-                "Drive trusts no identity provider; configure one with --oidc-issuer.",
-            );
-        };
-        let verified = match verifier.verify(token).await {
+        let verified = match self.verifier.verify(token).await {
             Ok(v) => v,
             Err(e) => {
                 tracing::info!(error = %e, "web identity token refused");
@@ -206,7 +195,12 @@ mod tests {
 
     fn sts() -> Sts {
         let sessions = Sessions::new(ServerKey::new(&[3; 32]).unwrap(), vec![]);
-        Sts::new(None, Arc::new(sessions), Duration::from_secs(43200))
+        let verifier = Verifier::new(vec![], shared_identity::Timing::default());
+        Sts::new(
+            Arc::new(verifier),
+            Arc::new(sessions),
+            Duration::from_secs(43200),
+        )
     }
 
     #[test]

@@ -112,3 +112,41 @@ fi
 cp "$idp_src/test-idp.mjs" "$idp/"
 idp_version="$(node -p 'require(process.argv[1]).version' "$idp/node_modules/oidc-provider/package.json")"
 echo "setup: oidc-provider $idp_version in $idp"
+
+# PostgreSQL for the replica tests (s3-compat-tests/src/database.rs): they use
+# $DRIVE_TEST_POSTGRES, else postgres@127.0.0.1:$pg_port with trust auth. When nothing
+# answers there, a throwaway cluster (Debian's postgresql, initdb + pg_ctl) is started in
+# $tools_dir/postgres (as root: /var/tmp/drive-postgres, which the postgres user can reach);
+# it keeps running for later runs.
+pg_port="${DRIVE_SETUP_PG_PORT:-5432}"
+pg_up() { (exec 3<>"/dev/tcp/127.0.0.1/$pg_port") 2>/dev/null; }
+if [ -n "${DRIVE_TEST_POSTGRES:-}" ]; then
+    echo "setup: PostgreSQL from DRIVE_TEST_POSTGRES"
+elif pg_up; then
+    echo "setup: PostgreSQL answers on 127.0.0.1:$pg_port"
+else
+    initdb="$(ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null | sort -V | tail -n1 || true)"
+    if [ -z "$initdb" ]; then
+        apt_install postgresql
+        initdb="$(ls /usr/lib/postgresql/*/bin/initdb | sort -V | tail -n1)"
+    fi
+    bin="$(dirname "$initdb")"
+    pg="$tools_dir/postgres"
+    # initdb and postgres refuse to run as root: run them as the postgres user then.
+    as_pg=()
+    if [ "$(id -u)" -eq 0 ]; then
+        as_pg=(runuser -u postgres --)
+        pg="${DRIVE_SETUP_PG_DIR:-/var/tmp/drive-postgres}"
+    fi
+    if [ ! -f "$pg/data/PG_VERSION" ]; then
+        echo "setup: creating a PostgreSQL cluster in $pg"
+        rm -rf "$pg"
+        mkdir -p "$pg"
+        if [ "$(id -u)" -eq 0 ]; then chown postgres "$pg"; fi
+        "${as_pg[@]}" "$bin/initdb" -D "$pg/data" -U postgres --auth=trust >/dev/null
+    fi
+    echo "setup: starting PostgreSQL on 127.0.0.1:$pg_port ($pg)"
+    "${as_pg[@]}" "$bin/pg_ctl" -D "$pg/data" -l "$pg/log" -w start \
+        -o "-c listen_addresses=127.0.0.1 -p $pg_port -k $pg" >/dev/null
+    pg_up || { echo "setup: PostgreSQL did not start; see $pg/log" >&2; exit 1; }
+fi

@@ -570,3 +570,85 @@ async fn users_manage_long_term_access_keys() {
             .all(|k| k["revokedAt"].is_string())
     );
 }
+
+#[tokio::test]
+async fn the_built_in_development_issuer_signs_users_in() {
+    let temp = tempfile::tempdir().unwrap();
+    let drive = DriveProcess::start_in(
+        temp.path(),
+        &[
+            "--dev-user",
+            "alice:alice-dev-pw:team-a,root2:r-pw::drive-admin",
+        ],
+    )
+    .keeping(temp);
+    let end = &drive.endpoint;
+    let token_url = format!("{end}/_drive/idp/token");
+    let ask = |form: String| {
+        sign::send(sign::request(
+            "POST",
+            &token_url,
+            [("content-type", "application/x-www-form-urlencoded")],
+            bytes::Bytes::from(form),
+        ))
+    };
+    let reply =
+        ask("grant_type=password&client_id=drive&username=alice&password=alice-dev-pw".into())
+            .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let tokens: Value = serde_json::from_slice(&reply.body).unwrap();
+    let creds = assume(end, tokens["access_token"].as_str().unwrap(), None)
+        .await
+        .unwrap();
+    let alice = session_client(end, &creds);
+    put(
+        &alice,
+        "_my",
+        "dev.txt",
+        "signed in without an external IdP",
+    )
+    .await;
+    put(&alice, "team-a", "dev.txt", "group workspace").await;
+
+    // Refresh as h2o-authn does it; wrong passwords and forged refresh tokens: JSON errors.
+    let refresh = tokens["refresh_token"].as_str().unwrap();
+    let reply = ask(format!(
+        "grant_type=refresh_token&client_id=drive&refresh_token={refresh}"
+    ))
+    .await;
+    assert_eq!(reply.status, 200);
+    let reply = ask("grant_type=password&username=alice&password=wrong".into()).await;
+    let body: Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(
+        (reply.status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    let reply = ask(format!(
+        "grant_type=refresh_token&refresh_token={}x",
+        refresh
+    ))
+    .await;
+    assert_eq!(reply.status, 400);
+
+    // Discovery names the built-in issuer, whose discovery document and keys are served.
+    let env = sign::get_url(format!("{end}/.ai.h2o.cloud.discovery/v1/environment")).await;
+    let env: Value = serde_json::from_slice(&env.body).unwrap();
+    let issuer = env["environment"]["issuerUrl"].as_str().unwrap().to_owned();
+    assert_eq!(issuer, format!("{end}/_drive/idp"));
+    let meta = sign::get_url(format!("{issuer}/.well-known/openid-configuration")).await;
+    let meta: Value = serde_json::from_slice(&meta.body).unwrap();
+    assert_eq!(meta["token_endpoint"], token_url.as_str());
+
+    // Tokens of the built-in issuer mean nothing to a Drive trusting an external one.
+    let w = world().await;
+    let err = assume(
+        &w.drive.endpoint,
+        tokens["access_token"].as_str().unwrap(),
+        None,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code, "InvalidIdentityToken");
+    let reply = sign::get_url(format!("{}/_drive/idp/jwks", w.drive.endpoint)).await;
+    assert_eq!(reply.status, 404);
+}

@@ -31,6 +31,8 @@ pub struct IssuerConfig {
     pub claims: ClaimMapping,
     /// The key set URL; `None` finds it by OIDC discovery.
     pub jwks_uri: Option<String>,
+    /// A key set known up front (the built-in development issuer); never fetched.
+    pub keys: Option<JwkSet>,
 }
 
 impl IssuerConfig {
@@ -43,6 +45,7 @@ impl IssuerConfig {
             algorithms: ASYMMETRIC.to_vec(),
             claims: ClaimMapping::default(),
             jwks_uri: None,
+            keys: None,
         }
     }
 }
@@ -183,7 +186,7 @@ impl Verifier {
 
     /// Fetches every issuer's keys now; reports the first that fails.
     pub async fn warm(&self) -> Result<(), VerifyError> {
-        for t in &self.issuers {
+        for t in self.issuers.iter().filter(|t| t.config.keys.is_none()) {
             t.refresh(&self.http, &self.timing, true).await?;
         }
         Ok(())
@@ -283,6 +286,9 @@ impl Trusted {
         timing: &Timing,
         kid: Option<&str>,
     ) -> Result<Jwk, VerifyError> {
+        if let Some(set) = &self.config.keys {
+            return find(set, kid).ok_or_else(|| unknown(kid));
+        }
         if let Some(keys) = self.cached()
             && keys.fetched.elapsed() < timing.keys_max_age
             && let Some(jwk) = find(&keys.set, kid)
