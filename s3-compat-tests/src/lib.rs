@@ -159,6 +159,34 @@ impl HasStatus for aws_sdk_s3::config::http::HttpResponse {
     }
 }
 
+/// Writes `body` to `bucket/key`; panics with the error.
+pub async fn put(client: &Client, bucket: &str, key: &str, body: impl Into<Vec<u8>>) {
+    client
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(aws_sdk_s3::primitives::ByteStream::from(body.into()))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("PUT {bucket}/{key}: {e:?}"));
+}
+
+/// Reads `bucket/key` whole; panics with the error.
+pub async fn get(client: &Client, bucket: &str, key: &str) -> Vec<u8> {
+    let out = client
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {bucket}/{key}: {e:?}"));
+    out.body
+        .collect()
+        .await
+        .unwrap_or_else(|e| panic!("the body of GET {bucket}/{key}: {e:?}"))
+        .to_vec()
+}
+
 /// Uploads `key` as a multipart upload whose part `n` (from 1) is `part(n)`, with
 /// `in_flight` parts sent at once; returns the completed object's ETag.
 pub async fn multipart_put(

@@ -97,3 +97,24 @@ pub fn session_client(endpoint: &str, creds: &SessionCredentials) -> Client {
         .build();
     Client::from_conf(conf)
 }
+
+/// Calls Drive's key API (`/_drive/api/v1/<path>`) with a bearer `token`.
+pub async fn keys_api(
+    endpoint: &str,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: &str,
+) -> sign::Reply {
+    let auth = format!("Bearer {token}");
+    sign::send(sign::request(
+        method,
+        &format!("{endpoint}/_drive/api/v1/{path}"),
+        [
+            ("authorization", auth.as_str()),
+            ("content-type", "application/json"),
+        ],
+        Bytes::from(body.to_owned()),
+    ))
+    .await
+}

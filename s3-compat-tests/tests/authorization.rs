@@ -438,7 +438,7 @@ async fn every_operation_by_every_caller() {
         let client = if who == Who::Anonymous {
             None
         } else {
-            let token = idp.password_token(user(who)).await.access_token;
+            let token = idp.login(user(who)).await.access_token;
             let creds = assume(&drive.endpoint, &token, None).await.unwrap();
             let c = session_client(&drive.endpoint, &creds);
             // Every signed-in caller has a file of their own to copy from.

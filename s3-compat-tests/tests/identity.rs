@@ -6,12 +6,11 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_s3::Client;
-use aws_sdk_s3::primitives::ByteStream;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use s3_compat_tests::idp::Idp;
 use s3_compat_tests::server::DriveProcess;
 use s3_compat_tests::sign;
-use s3_compat_tests::sts::{SessionCredentials, assume, element, session_client};
+use s3_compat_tests::sts::{SessionCredentials, assume, element, keys_api, session_client};
 use serde_json::{Value, json};
 
 /// An IdP and a Drive that trusts it.
@@ -45,8 +44,9 @@ async fn world() -> World {
 }
 
 impl World {
+    /// Session credentials of `user`, signed in through the provider's login form.
     async fn session(&self, user: &str) -> SessionCredentials {
-        let token = self.idp.password_token(user).await.access_token;
+        let token = self.idp.login(user).await.access_token;
         assume(&self.drive.endpoint, &token, None)
             .await
             .unwrap_or_else(|e| panic!("STS refused {user}: {e:?}"))
@@ -93,25 +93,11 @@ fn seconds_left(expiration: &str) -> i64 {
 }
 
 async fn put(client: &Client, bucket: &str, key: &str, body: &str) {
-    client
-        .put_object()
-        .bucket(bucket)
-        .key(key)
-        .body(ByteStream::from(body.as_bytes().to_vec()))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("put {bucket}/{key}: {e:?}"));
+    s3_compat_tests::put(client, bucket, key, body.as_bytes()).await;
 }
 
 async fn get(client: &Client, bucket: &str, key: &str) -> String {
-    let out = client
-        .get_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("get {bucket}/{key}: {e:?}"));
-    String::from_utf8(out.body.collect().await.unwrap().to_vec()).unwrap()
+    String::from_utf8(s3_compat_tests::get(client, bucket, key).await).unwrap()
 }
 
 #[tokio::test]
@@ -429,27 +415,6 @@ async fn session_tokens_are_bound_to_their_keys() {
     assert_eq!((reply.status, reply.code().as_str()), (400, "ExpiredToken"));
 }
 
-/// Calls Drive's key API with a bearer token.
-async fn keys_api(
-    endpoint: &str,
-    method: &str,
-    path: &str,
-    token: &str,
-    body: &str,
-) -> sign::Reply {
-    let auth = format!("Bearer {token}");
-    sign::send(sign::request(
-        method,
-        &format!("{endpoint}/_drive/api/v1/{path}"),
-        [
-            ("authorization", auth.as_str()),
-            ("content-type", "application/json"),
-        ],
-        bytes::Bytes::from(body.to_owned()),
-    ))
-    .await
-}
-
 /// Runs `drive keys ...` against `endpoint` with `token`.
 fn drive_keys(endpoint: &str, token: &str, args: &[&str]) -> std::process::Output {
     std::process::Command::new(s3_compat_tests::server::binary())
@@ -465,8 +430,8 @@ fn drive_keys(endpoint: &str, token: &str, args: &[&str]) -> std::process::Outpu
 async fn users_manage_long_term_access_keys() {
     let w = world().await;
     let end = &w.drive.endpoint;
-    let alice = w.idp.password_token("alice").await.access_token;
-    let bob = w.idp.password_token("bob").await.access_token;
+    let alice = w.idp.login("alice").await.access_token;
+    let bob = w.idp.login("bob").await.access_token;
 
     // Without a valid bearer token, nothing.
     for token in ["", "garbage", &w.forge(json!({"aud": "account"}), None)] {

@@ -6,8 +6,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use s3_compat_tests::database::TestDatabase;
 use s3_compat_tests::emulator::Emulator;
 use s3_compat_tests::idp::Idp;
-use s3_compat_tests::sign;
-use s3_compat_tests::sts::{assume, session_client};
+use s3_compat_tests::sts::{assume, keys_api, session_client};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_share_users_buckets_and_keys() {
@@ -71,27 +70,14 @@ async fn two_replicas_share_users_buckets_and_keys() {
     }
 
     // A long-term key made on A works on B until it is revoked on A.
-    let auth = format!("Bearer {token}");
-    let reply = sign::send(sign::request(
-        "POST",
-        &format!("{}/_drive/api/v1/keys", a.endpoint),
-        [("authorization", auth.as_str())],
-        bytes::Bytes::new(),
-    ))
-    .await;
+    let reply = keys_api(&a.endpoint, "POST", "keys", &token, "").await;
     assert_eq!(reply.status, 201, "{}", reply.text());
     let created: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
     let id = created["accessKeyId"].as_str().unwrap();
     let secret = created["secretAccessKey"].as_str().unwrap();
     let on_b = s3_compat_tests::client(&b.endpoint, id, secret);
     on_b.list_objects_v2().bucket("_my").send().await.unwrap();
-    let reply = sign::send(sign::request(
-        "DELETE",
-        &format!("{}/_drive/api/v1/keys/{id}", a.endpoint),
-        [("authorization", auth.as_str())],
-        bytes::Bytes::new(),
-    ))
-    .await;
+    let reply = keys_api(&a.endpoint, "DELETE", &format!("keys/{id}"), &token, "").await;
     assert_eq!(reply.status, 204);
     let err = on_b
         .list_objects_v2()

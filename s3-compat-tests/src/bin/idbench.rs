@@ -16,7 +16,6 @@
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::Client;
-use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 use futures::StreamExt;
 use http_body_util::Full;
@@ -176,35 +175,6 @@ fn summarize(mut latencies: Vec<Duration>) -> StsRound {
     }
 }
 
-/// Puts `body` at `bucket/KEY`.
-async fn put(client: &Client, bucket: &str, body: Vec<u8>) {
-    client
-        .put_object()
-        .bucket(bucket)
-        .key(KEY)
-        .body(ByteStream::from(body))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("PUT {bucket}/{KEY}: {e:?}"));
-}
-
-/// GETs `bucket/KEY` and returns the length of its whole body.
-async fn get(client: &Client, bucket: &str) -> usize {
-    let out = client
-        .get_object()
-        .bucket(bucket)
-        .key(KEY)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("GET {bucket}/{KEY}: {e:?}"));
-    let body = out
-        .body
-        .collect()
-        .await
-        .unwrap_or_else(|e| panic!("the body of GET {bucket}/{KEY}: {e:?}"));
-    body.into_bytes().len()
-}
-
 /// GETs `bucket/KEY` with `concurrency` requests in flight until `window` has passed (as
 /// `s3bench` runs its ops/s points); returns the completed GETs per second.
 async fn get_load(client: &Client, bucket: &str, concurrency: usize, window: Duration) -> f64 {
@@ -213,7 +183,11 @@ async fn get_load(client: &Client, bucket: &str, concurrency: usize, window: Dur
         .map(|_| async move {
             let mut n: u64 = 0;
             while start.elapsed() < window {
-                assert_eq!(get(client, bucket).await, OBJECT_SIZE, "GET {bucket}/{KEY}");
+                assert_eq!(
+                    s3_compat_tests::get(client, bucket, KEY).await.len(),
+                    OBJECT_SIZE,
+                    "GET {bucket}/{KEY}"
+                );
                 n += 1;
             }
             n
@@ -309,8 +283,8 @@ async fn main() {
         .send()
         .await
         .unwrap_or_else(|e| panic!("create bucket {bucket}: {e:?}"));
-    put(&root, &bucket, pattern(1, OBJECT_SIZE)).await;
-    put(&session, "_my", pattern(2, OBJECT_SIZE)).await;
+    s3_compat_tests::put(&root, &bucket, KEY, pattern(1, OBJECT_SIZE)).await;
+    s3_compat_tests::put(&session, "_my", KEY, pattern(2, OBJECT_SIZE)).await;
     let c = settings.concurrency;
     get_load(&root, &bucket, c, GET_WARM_UP).await;
     get_load(&session, "_my", c, GET_WARM_UP).await;
