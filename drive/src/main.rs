@@ -122,7 +122,10 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         ))
     });
     let verifier = open_verifier(identity, dev_issuer.as_deref()).await;
-    let provisioner = Arc::new(namespace::Provisioner::new(Arc::clone(&backend)));
+    let provisioner = Arc::new(namespace::Provisioner::new(
+        Arc::clone(&backend),
+        namespace::RECHECK,
+    ));
 
     let mut builder = S3ServiceBuilder::new(s3::Drive::new(
         Arc::clone(&backend),

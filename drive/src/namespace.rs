@@ -6,8 +6,9 @@
 //! `ws--<group>`, where `<id>` is derived from the subject). Admins also reach every backend
 //! bucket by its own name. Anything else is `AccessDenied`, whether it exists or not.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use buckets::{Backend, BucketName};
 use s3s::{S3Result, s3_error};
@@ -157,32 +158,48 @@ pub fn aliases(principal: &Principal) -> Vec<(String, BucketName)> {
     out
 }
 
-/// Creates user buckets on first use and remembers which exist.
+/// How long a replica trusts that a user bucket it made sure of still exists; after that
+/// it checks again (one conditional create), so a bucket an admin deleted through another
+/// replica comes back within this time.
+pub const RECHECK: Duration = Duration::from_secs(60);
+
+/// Creates user buckets on first use and remembers, for a while, which exist.
 pub struct Provisioner {
     backend: Arc<dyn Backend>,
-    known: Mutex<HashSet<BucketName>>,
+    known: Mutex<HashMap<BucketName, Instant>>,
+    recheck: Duration,
 }
 
 impl Provisioner {
-    /// A provisioner over `backend`.
-    pub fn new(backend: Arc<dyn Backend>) -> Self {
+    /// A provisioner over `backend` that checks a bucket again after `recheck`.
+    pub fn new(backend: Arc<dyn Backend>, recheck: Duration) -> Self {
         Self {
             backend,
-            known: Mutex::new(HashSet::new()),
+            known: Mutex::new(HashMap::new()),
+            recheck,
         }
     }
 
     /// Makes sure `bucket` exists; concurrent and repeated calls, in this process or
     /// another on the same backend, all succeed.
     pub async fn ensure(&self, bucket: &BucketName) -> S3Result<()> {
-        if self.known.lock().expect("lock").contains(bucket) {
+        let fresh = self
+            .known
+            .lock()
+            .expect("lock")
+            .get(bucket)
+            .is_some_and(|at| at.elapsed() < self.recheck);
+        if fresh {
             return Ok(());
         }
         match self.backend.create_bucket(bucket).await {
             Ok(()) | Err(buckets::Error::BucketAlreadyExists) => {}
             Err(e) => return Err(backend_error(e)),
         }
-        self.known.lock().expect("lock").insert(bucket.clone());
+        self.known
+            .lock()
+            .expect("lock")
+            .insert(bucket.clone(), Instant::now());
         Ok(())
     }
 
@@ -239,6 +256,24 @@ mod tests {
         let names: Vec<_> = aliases(&p).into_iter().map(|(n, _)| n).collect();
         assert_eq!(names, ["_my", "default", "ok-group"]);
         assert_eq!(resolve(&p, false, "Team A"), None);
+    }
+
+    #[tokio::test]
+    async fn deleted_user_buckets_come_back_after_the_recheck_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend: Arc<dyn Backend> = Arc::new(buckets::fs::FsBackend::open(dir.path()).unwrap());
+        let b = home_bucket(&user("a", &[]));
+        let (remembering, rechecking) = (
+            Provisioner::new(Arc::clone(&backend), Duration::from_secs(3600)),
+            Provisioner::new(Arc::clone(&backend), Duration::ZERO),
+        );
+        remembering.ensure(&b).await.unwrap();
+        rechecking.ensure(&b).await.unwrap();
+        backend.delete_bucket(&b).await.unwrap();
+        remembering.ensure(&b).await.unwrap();
+        assert!(backend.head_bucket(&b).await.is_err(), "trusted its memory");
+        rechecking.ensure(&b).await.unwrap();
+        assert!(backend.head_bucket(&b).await.is_ok(), "made it again");
     }
 
     #[test]
