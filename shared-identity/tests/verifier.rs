@@ -236,3 +236,28 @@ async fn an_unreachable_issuer_is_a_provider_error() {
         Err(VerifyError::Provider(_))
     ));
 }
+
+#[tokio::test]
+async fn several_issuers_each_with_their_own_keys() {
+    let (ka, kb) = (Key::new("a", 1), Key::new("b", 2));
+    let (a, b) = (Issuer::start(&[&ka]).await, Issuer::start(&[&kb]).await);
+    let v = Verifier::new(
+        vec![
+            IssuerConfig::new(a.url.clone(), vec!["urn:drive".into()]),
+            IssuerConfig::new(b.url.clone(), vec!["urn:drive".into()]),
+        ],
+        Timing::default(),
+    );
+    let from_a = v.verify(&ka.sign(&a.claims(json!({})))).await.unwrap();
+    let from_b = v.verify(&kb.sign(&b.claims(json!({})))).await.unwrap();
+    assert_eq!(
+        (from_a.principal.issuer, from_b.principal.issuer),
+        (a.url.clone(), b.url.clone())
+    );
+    // A token naming issuer b but signed with a's key is refused.
+    let crossed = v.verify(&ka.sign(&b.claims(json!({})))).await;
+    assert!(
+        matches!(crossed, Err(VerifyError::UnknownKey(_))),
+        "{crossed:?}"
+    );
+}
