@@ -300,7 +300,13 @@ mod tests {
         let other = KeyStore::open(&url, Sealer::new(ServerKey::new(&[6; 32]).unwrap(), vec![]))
             .await
             .unwrap();
-        let live = store.list("alice").await.unwrap().pop().unwrap();
+        let live = store
+            .list("alice")
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|k| k.revoked.is_none())
+            .unwrap();
         assert!(matches!(
             other.lookup(&live.access_key_id).await,
             Err(KeyStoreError::Corrupt(_))
