@@ -162,14 +162,17 @@ async fn read_json(req: Request<Incoming>) -> Result<Value, Response<s3s::Body>>
     }
 }
 
-fn json_response(status: StatusCode, body: &Value) -> Response<s3s::Body> {
+/// A JSON answer of Drive's own endpoints; never cached (some carry secrets or tokens).
+pub fn json_response(status: StatusCode, body: &Value) -> Response<s3s::Body> {
     Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CACHE_CONTROL, "no-store")
         .body(s3s::Body::from(body.to_string()))
         .expect("static response")
 }
 
-fn error(status: StatusCode, code: &str, message: &str) -> Response<s3s::Body> {
+/// A JSON error of Drive's own endpoints: `{"error": code, "message": message}`.
+pub fn error(status: StatusCode, code: &str, message: &str) -> Response<s3s::Body> {
     json_response(status, &json!({ "error": code, "message": message }))
 }

@@ -2,11 +2,13 @@
 //! key set and token endpoint (password and refresh grants, JSON errors as OAuth clients
 //! expect). Active only when no external issuer is configured.
 
-use http::{Method, Request, Response, StatusCode, header};
+use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde_json::json;
 use shared_identity::DevIssuer;
+
+use crate::api::{self, json_response};
 
 /// The path prefix of the development issuer.
 pub const PREFIX: &str = "/_drive/idp";
@@ -17,9 +19,9 @@ pub async fn handle(issuer: &DevIssuer, req: Request<Incoming>) -> Response<s3s:
     let path = req.uri().path()[PREFIX.len()..].to_owned();
     match (req.method().clone(), path.as_str()) {
         (Method::GET, "/.well-known/openid-configuration") => {
-            json(StatusCode::OK, issuer.metadata())
+            json_response(StatusCode::OK, &issuer.metadata())
         }
-        (Method::GET, "/jwks") => json(StatusCode::OK, issuer.jwks()),
+        (Method::GET, "/jwks") => json_response(StatusCode::OK, &issuer.jwks()),
         (Method::POST, "/token") => {
             let body = http_body_util::Limited::new(req.into_body(), MAX_BODY)
                 .collect()
@@ -29,23 +31,18 @@ pub async fn handle(issuer: &DevIssuer, req: Request<Incoming>) -> Response<s3s:
             };
             let params = crate::sts::parse_form(&String::from_utf8_lossy(&body.to_bytes()));
             match issuer.token(&params, std::time::SystemTime::now()) {
-                Ok(answer) => json(StatusCode::OK, answer),
+                Ok(answer) => json_response(StatusCode::OK, &answer),
                 Err(e) => oauth_error(&e.to_string()),
             }
         }
-        _ => json(StatusCode::NOT_FOUND, json!({"error": "not_found"})),
+        _ => api::error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "No such issuer endpoint.",
+        ),
     }
 }
 
 fn oauth_error(code: &str) -> Response<s3s::Body> {
-    json(StatusCode::BAD_REQUEST, json!({ "error": code }))
-}
-
-fn json(status: StatusCode, body: serde_json::Value) -> Response<s3s::Body> {
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, "application/json")
-        .header(header::CACHE_CONTROL, "no-store")
-        .body(s3s::Body::from(body.to_string()))
-        .expect("static response")
+    json_response(StatusCode::BAD_REQUEST, &json!({ "error": code }))
 }

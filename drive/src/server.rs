@@ -168,11 +168,11 @@ async fn handle(
         // Drive's own paths: no bucket can be named `_drive`.
         _ if req.uri().path().starts_with("/_drive/") => (
             "NotFound".to_owned(),
-            Response::builder()
-                .status(StatusCode::NOT_FOUND)
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(s3s::Body::from(r#"{"error":"not_found"}"#.to_owned()))
-                .expect("static response"),
+            api::error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "No such Drive endpoint.",
+            ),
         ),
         Some(route) if !signed => (route.to_owned(), internal(&state, route, &req).await),
         _ if !signed && is_sts(&req) => (
@@ -299,11 +299,11 @@ async fn serve_sts(state: &State, req: Request<Incoming>, id: &str) -> Response<
             params.extend(sts::parse_form(&String::from_utf8_lossy(&body.to_bytes())));
             state.sts.handle(&params, id).await
         }
-        Err(_) => (
+        Err(_) => sts::error(
             StatusCode::BAD_REQUEST,
-            "<ErrorResponse><Error><Type>Sender</Type><Code>ValidationError</Code>\
-             <Message>The request body is too large or was cut off.</Message></Error></ErrorResponse>"
-                .to_owned(),
+            "ValidationError",
+            "The request body is too large or was cut off.",
+            id,
         ),
     };
     Response::builder()

@@ -158,7 +158,8 @@ pub fn parse_form(text: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-fn error(status: StatusCode, code: &str, message: &str, request_id: &str) -> Answer {
+/// An AWS-shaped STS error document (`ErrorResponse`) with the request id.
+pub fn error(status: StatusCode, code: &str, message: &str, request_id: &str) -> Answer {
     let kind = if status.is_server_error() {
         "Receiver"
     } else {
