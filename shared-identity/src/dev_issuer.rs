@@ -3,7 +3,7 @@
 //! grant, and stateless refresh tokens (HMAC-signed, 30 days) renew them, as `h2o-authn`
 //! expects. Its key is derived from the server key, so replicas and restarts agree.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use base64_simd::URL_SAFE_NO_PAD as B64;
 use ed25519_dalek::SigningKey;
@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
+use crate::session::unix;
 use crate::{ClaimMapping, IssuerConfig, ServerKey};
 
 /// The audience of the development issuer's access tokens.
@@ -230,10 +231,6 @@ impl DevIssuer {
         let refresh: Refresh = serde_json::from_slice(&B64.decode_to_vec(payload).ok()?).ok()?;
         (unix(now) < refresh.exp).then_some(refresh.sub)
     }
-}
-
-fn unix(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]

@@ -252,7 +252,8 @@ impl Sessions {
     }
 }
 
-fn unix(t: SystemTime) -> u64 {
+/// Seconds since the Unix epoch (0 before it).
+pub(crate) fn unix(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
