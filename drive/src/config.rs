@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+use shared_identity::Secret;
 
 /// Flags of `drive serve`; each also reads an environment variable.
 #[derive(Debug, Default, clap::Args)]
@@ -146,32 +147,6 @@ pub enum BackendKind {
     Azure,
     /// Google Cloud Storage.
     Gcs,
-}
-
-/// A secret setting: never printed, not even in debug output.
-#[derive(Clone, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    /// The secret itself, for the one place that needs it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<secret>")
-    }
-}
-
-impl std::str::FromStr for Secret {
-    type Err = std::convert::Infallible;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Self(s.to_owned()))
-    }
 }
 
 /// Settings of the S3 backend.
@@ -457,7 +432,7 @@ impl Config {
             .or(file.data_dir)
             .unwrap_or_else(|| PathBuf::from("data"));
         let database_url = args.database_url.or(file.database_url).unwrap_or_else(|| {
-            Secret(format!("sqlite://{}/drive.db?mode=rwc", data_dir.display()))
+            Secret::from(format!("sqlite://{}/drive.db?mode=rwc", data_dir.display()))
         });
         Ok(Self {
             backend,

@@ -1,10 +1,9 @@
 //! Root credentials: from the environment, or generated once and kept in the data directory.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use shared_identity::{ALNUM, KeyFileError, random_string, write_private};
 use subtle::ConstantTimeEq;
 
 /// The root access key pair.
@@ -121,83 +120,15 @@ impl RootCredentials {
     }
 }
 
-/// Writes a new file only its owner can read (mode 0600), creating its directory.
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()
-}
-
 const SERVER_KEY_FILE: &str = "server-key";
-
-/// A server key that cannot be loaded.
-#[derive(Debug, thiserror::Error)]
-pub enum ServerKeyError {
-    /// The key file could not be read or written.
-    #[error("server key file {path}: {source}")]
-    File {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    /// The key is too short.
-    #[error("server key file {path}: {source}")]
-    Short {
-        path: PathBuf,
-        source: shared_identity::ShortKey,
-    },
-}
 
 /// Loads the key that signs session credentials from `file`, or from the data directory,
 /// generating it there (mode 0600) on first start. Replicas must share one key file.
 pub fn load_server_key(
     file: Option<&Path>,
     data_dir: &Path,
-) -> Result<shared_identity::ServerKey, ServerKeyError> {
-    let path = file.map_or_else(|| data_dir.join(SERVER_KEY_FILE), Path::to_path_buf);
-    let file_err = |source| ServerKeyError::File {
-        path: path.clone(),
-        source,
-    };
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && file.is_none() => {
-            let text = random_string(64, ALNUM);
-            write_private(&path, &text).map_err(file_err)?;
-            text
-        }
-        Err(e) => return Err(file_err(e)),
-    };
-    shared_identity::ServerKey::new(text.trim().as_bytes()).map_err(|source| {
-        ServerKeyError::Short {
-            path: path.clone(),
-            source,
-        }
-    })
-}
-
-const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-
-/// A uniformly random string over `alphabet` (rejection sampling, no modulo bias).
-pub fn random_string(len: usize, alphabet: &[u8]) -> String {
-    let limit = 256 - 256 % alphabet.len();
-    let mut out = String::with_capacity(len);
-    let mut buf = [0u8; 64];
-    while out.len() < len {
-        getrandom::fill(&mut buf).expect("the OS random source is available");
-        for &b in &buf {
-            if usize::from(b) < limit && out.len() < len {
-                out.push(char::from(alphabet[usize::from(b) % alphabet.len()]));
-            }
-        }
-    }
-    out
+) -> Result<shared_identity::ServerKey, KeyFileError> {
+    shared_identity::load_server_key(file, &data_dir.join(SERVER_KEY_FILE))
 }
 
 #[cfg(test)]
@@ -223,24 +154,6 @@ mod tests {
         assert_eq!(again.secret_key, first.secret_key);
         assert!(again.is_access_key(&first.access_key));
         assert!(!again.is_access_key("nope"));
-    }
-
-    #[test]
-    fn server_key_generated_once_or_read() {
-        let dir = tempfile::tempdir().unwrap();
-        let first = load_server_key(None, dir.path()).unwrap();
-        let again = load_server_key(None, dir.path()).unwrap();
-        assert_eq!(first.kid(), again.kid());
-        let file = dir.path().join("short");
-        std::fs::write(&file, "too short\n").unwrap();
-        assert!(matches!(
-            load_server_key(Some(&file), dir.path()),
-            Err(ServerKeyError::Short { .. })
-        ));
-        assert!(matches!(
-            load_server_key(Some(&dir.path().join("missing")), dir.path()),
-            Err(ServerKeyError::File { .. })
-        ));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use shared_identity::{Principal, Sealer};
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Row};
 
-use crate::credentials::random_string;
+use shared_identity::{ALNUM, random_string};
 
 /// Prefix of every long-term access key id.
 pub const ACCESS_KEY_PREFIX: &str = "AKDR";
@@ -203,7 +203,6 @@ impl KeyStore {
 }
 
 const UPPER: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
 fn unix(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)

@@ -35,11 +35,11 @@ SCOPE = "openid email profile groups"
 DISCOVERY_PREFIX = "/.ai.h2o.cloud.discovery"
 # Users of test-idp.mjs: password `<name>-pass`, these groups and roles.
 USERS = {
-    "alice": {"groups": ["team-a"], "roles": []},
-    "bob": {"groups": ["team-a", "team-b"], "roles": []},
-    "carol": {"groups": ["team-b"], "roles": []},
+    "alice": {"groups": ["team-a"], "roles": ["app-user"]},
+    "bob": {"groups": ["team-a", "team-b"], "roles": ["app-user"]},
+    "carol": {"groups": ["team-b"], "roles": ["app-user", "curator"]},
     "dave": {"groups": [], "roles": ["drive-admin"]},
-    "erin": {"groups": [], "roles": []},
+    "erin": {"groups": [], "roles": ["guest"]},
 }
 # Drive logs this (info level) once per STS session it issues.
 SESSION_ISSUED = "session credentials issued"

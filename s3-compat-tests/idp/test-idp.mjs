@@ -52,15 +52,18 @@ const ACCESS_TOKEN_TTL = envSeconds('ACCESS_TOKEN_TTL', 300);
 const PORT = Number(process.env.PORT || 0);
 if (!Number.isInteger(PORT) || PORT < 0 || PORT > 65535) fail(`PORT must be a port number, not ${process.env.PORT}`);
 const KEY_FILE = process.env.KEY_FILE;
+// More redirect URIs of the confidential `appstore` client (comma-separated), for an App
+// Store under test whose port is known only when it starts.
+const APP_REDIRECT_URIS = (process.env.APP_REDIRECT_URIS || '').split(',').filter(Boolean);
 if (!KEY_FILE) fail('KEY_FILE is required (the signing key JWK, created when missing)');
 
 // Static users. Subjects are stable UUIDs, like Keycloak's user ids.
 const USERS = {
-  alice: { sub: '00000000-0000-4000-8000-00000000a11c', name: 'Alice Example', groups: ['team-a'], roles: [] },
-  bob: { sub: '00000000-0000-4000-8000-000000000b0b', name: 'Bob Example', groups: ['team-a', 'team-b'], roles: [] },
-  carol: { sub: '00000000-0000-4000-8000-0000000ca201', name: 'Carol Example', groups: ['team-b'], roles: [] },
+  alice: { sub: '00000000-0000-4000-8000-00000000a11c', name: 'Alice Example', groups: ['team-a'], roles: ['app-user'] },
+  bob: { sub: '00000000-0000-4000-8000-000000000b0b', name: 'Bob Example', groups: ['team-a', 'team-b'], roles: ['app-user'] },
+  carol: { sub: '00000000-0000-4000-8000-0000000ca201', name: 'Carol Example', groups: ['team-b'], roles: ['app-user', 'curator'] },
   dave: { sub: '00000000-0000-4000-8000-00000000da7e', name: 'Dave Example', groups: [], roles: ['drive-admin'] },
-  erin: { sub: '00000000-0000-4000-8000-000000000e21', name: 'Erin Example', groups: [], roles: [] },
+  erin: { sub: '00000000-0000-4000-8000-000000000e21', name: 'Erin Example', groups: [], roles: ['guest'] },
 };
 const BY_SUB = new Map(Object.entries(USERS).map(([username, u]) => [u.sub, { username, ...u }]));
 
@@ -131,6 +134,13 @@ const provider = new Provider(issuer, {
       grant_types: GRANTS,
       response_types: ['code'],
       redirect_uris: [REDIRECT_URI],
+    },
+    {
+      client_id: 'appstore',
+      client_secret: 'appstore-secret',
+      grant_types: ['authorization_code', 'refresh_token'],
+      response_types: ['code'],
+      redirect_uris: [REDIRECT_URI, ...APP_REDIRECT_URIS],
     },
     {
       client_id: 'drive-web',

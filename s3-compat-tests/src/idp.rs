@@ -24,6 +24,8 @@ pub const WEB_CLIENT_SECRET: &str = "drive-web-secret";
 pub const REDIRECT_URI: &str = "http://127.0.0.1/callback";
 /// The audience (`aud`) of the access tokens.
 pub const AUDIENCE: &str = "urn:drive";
+/// Secret of the provider's confidential `appstore` client.
+pub const APP_CLIENT_SECRET: &str = "appstore-secret";
 
 /// The scope the helpers ask for: every identity scope and Drive's resource scope.
 const SCOPE: &str = "openid email profile groups roles drive";
@@ -58,7 +60,16 @@ impl Idp {
     pub async fn start() -> Idp {
         let dir = tempfile::tempdir().expect("temp dir");
         let key_file = dir.path().join("key.json");
-        Self::spawn(dir, key_file, ACCESS_TOKEN_TTL, 0).await
+        Self::spawn(dir, key_file, ACCESS_TOKEN_TTL, 0, &[]).await
+    }
+
+    /// Starts a provider whose confidential `appstore` client (secret
+    /// [`APP_CLIENT_SECRET`]) also accepts `redirect_uri`.
+    pub async fn start_for_app(redirect_uri: &str) -> Idp {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let key_file = dir.path().join("key.json");
+        let env = [("APP_REDIRECT_URIS", redirect_uri)];
+        Self::spawn(dir, key_file, ACCESS_TOKEN_TTL, 0, &env).await
     }
 
     /// Starts a provider on `port` (so its issuer stays the same across a restart), signing
@@ -66,7 +77,7 @@ impl Idp {
     pub async fn start_on(port: u16, key_file: &Path) -> Idp {
         let dir = tempfile::tempdir().expect("temp dir");
         let key_file = std::path::absolute(key_file).expect("an absolute key file path");
-        Self::spawn(dir, key_file, ACCESS_TOKEN_TTL, port).await
+        Self::spawn(dir, key_file, ACCESS_TOKEN_TTL, port, &[]).await
     }
 
     /// Starts a provider signing with the key in `key_file`, created there if missing.
@@ -78,7 +89,7 @@ impl Idp {
     pub async fn start_with(key_file: &Path, access_token_ttl: u64) -> Idp {
         let dir = tempfile::tempdir().expect("temp dir");
         let key_file = std::path::absolute(key_file).expect("an absolute key file path");
-        Self::spawn(dir, key_file, access_token_ttl, 0).await
+        Self::spawn(dir, key_file, access_token_ttl, 0, &[]).await
     }
 
     /// Starts `test-idp.mjs` in `dir` and waits until it listens.
@@ -87,6 +98,7 @@ impl Idp {
         key_file: PathBuf,
         access_token_ttl: u64,
         port: u16,
+        env: &[(&str, &str)],
     ) -> Idp {
         let script = installed(tools_dir().join("idp/test-idp.mjs"));
         let stdout = dir.path().join("stdout.log");
@@ -100,6 +112,7 @@ impl Idp {
             .env("PORT", port.to_string())
             .env("KEY_FILE", &key_file)
             .env("ACCESS_TOKEN_TTL", access_token_ttl.to_string())
+            .envs(env.iter().copied())
             .current_dir(dir.path())
             .stdin(Stdio::null())
             .stdout(create(&stdout))
@@ -233,17 +246,7 @@ impl Idp {
             ("code_challenge", challenge.as_str()),
             ("code_challenge_method", "S256"),
         ]);
-        let interaction = redirect(cookies.send(authorize).await).await;
-        let form = cookies.send(self.http.get(interaction.clone())).await;
-        assert_eq!(form.status(), 200, "the login form at {interaction}");
-        let password = format!("{user}-pass");
-        let login = self
-            .http
-            .post(format!("{interaction}/login"))
-            .form(&[("username", user), ("password", password.as_str())]);
-        let resume = redirect(cookies.send(login).await).await;
-        let callback = redirect(cookies.send(self.http.get(resume)).await).await;
-
+        let callback = authorize_as(&mut cookies, &self.http, authorize, user).await;
         assert!(
             callback.as_str().starts_with(REDIRECT_URI),
             "the sign-in of {user} ended at {callback}, not at the redirect URI"
@@ -361,6 +364,84 @@ impl Cookies {
             }
         }
         response
+    }
+}
+
+/// Signs `user` in at the provider the `authorize` request leads to (filling its login
+/// form), and returns where the provider then sends the browser: the client's redirect URI.
+async fn authorize_as(
+    cookies: &mut Cookies,
+    http: &reqwest::Client,
+    authorize: RequestBuilder,
+    user: &str,
+) -> Url {
+    let interaction = redirect(cookies.send(authorize).await).await;
+    let form = cookies.send(http.get(interaction.clone())).await;
+    assert_eq!(form.status(), 200, "the login form at {interaction}");
+    let password = format!("{user}-pass");
+    let login = http
+        .post(format!("{interaction}/login"))
+        .form(&[("username", user), ("password", password.as_str())]);
+    let resume = redirect(cookies.send(login).await).await;
+    redirect(cookies.send(http.get(resume)).await).await
+}
+
+/// A browser on loopback for sign-ins through an application: it keeps the cookies of the
+/// application and the provider (both on 127.0.0.1, so one jar) and does not follow
+/// redirects by itself.
+pub struct Browser {
+    http: reqwest::Client,
+    cookies: Cookies,
+}
+
+impl Default for Browser {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Browser {
+    /// A browser with no cookies.
+    pub fn new() -> Self {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("an HTTP client");
+        Self {
+            http,
+            cookies: Cookies::default(),
+        }
+    }
+
+    /// The HTTP client, to build requests for [`Browser::send`].
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// Sends `request` with the browser's cookies and keeps those the response sets.
+    pub async fn send(&mut self, request: RequestBuilder) -> Response {
+        self.cookies.send(request).await
+    }
+
+    /// The value of cookie `name`, if the browser holds it.
+    pub fn cookie(&self, name: &str) -> Option<&str> {
+        self.cookies.0.get(name).map(String::as_str)
+    }
+
+    /// Drops cookie `name`, as a different browser would lack it.
+    pub fn forget(&mut self, name: &str) {
+        self.cookies.0.remove(name);
+    }
+
+    /// Opens `start` (an application URL that redirects to the provider), signs `user` in
+    /// there, and returns the application URL the provider sends the browser back to (not
+    /// yet visited).
+    pub async fn sign_in(&mut self, start: &str, user: &str) -> Url {
+        let to_provider = redirect(self.cookies.send(self.http.get(start)).await).await;
+        let authorize = self.http.get(to_provider);
+        authorize_as(&mut self.cookies, &self.http, authorize, user).await
     }
 }
 

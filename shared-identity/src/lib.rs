@@ -3,12 +3,14 @@
 //! with the server key.
 
 mod dev_issuer;
+mod keyfile;
 mod oidc;
 mod principal;
 mod sealed;
 mod session;
 
 pub use dev_issuer::{DEV_AUDIENCE, DevIssuer, DevUser, GrantError};
+pub use keyfile::{ALNUM, KeyFileError, Secret, load_server_key, random_string, write_private};
 pub use oidc::{ASYMMETRIC, IssuerConfig, Timing, Verified, Verifier, VerifyError};
 pub use principal::{ClaimMapping, Principal};
 pub use sealed::Sealer;

@@ -131,6 +131,8 @@ pub struct Verified {
     pub expires: SystemTime,
     /// The first audience, for STS's `Audience` element.
     pub audience: Option<String>,
+    /// The `nonce` claim of an ID token, which a sign-in compares with the one it sent.
+    pub nonce: Option<String>,
 }
 
 /// Verifies access tokens from a set of trusted issuers.
@@ -265,10 +267,15 @@ impl Verifier {
             Some(Value::Array(a)) => a.first().and_then(Value::as_str).map(str::to_owned),
             _ => None,
         };
+        let nonce = claims
+            .get("nonce")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         Ok(Verified {
             principal,
             expires,
             audience,
+            nonce,
         })
     }
 }

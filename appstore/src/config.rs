@@ -1,0 +1,501 @@
+//! The App Store server's configuration: command-line flags, then environment (the
+//! `H2O_CLOUD_*` names of H2O AI Cloud where one exists, `APPSTORE_*` otherwise), then the
+//! TOML file (snake_case keys named like the flags), then defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use shared_identity::Secret;
+
+use crate::bundle::archive::Limits;
+use crate::bundle::manifest::RuntimeVersion;
+
+/// Flags of `appstore serve`; each also reads an environment variable and a TOML key.
+#[derive(Debug, Default, clap::Args, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServeArgs {
+    /// TOML configuration file with the same settings (snake_case keys).
+    #[arg(long, env = "APPSTORE_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "APPSTORE_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Directory for the embedded database, the session key and upload spooling
+    /// [default: ./appstore-data].
+    #[arg(long, env = "APPSTORE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Metadata database: `sqlite://…` or `postgres://…`; replicas share one PostgreSQL
+    /// database [default: sqlite://<data-dir>/appstore.db].
+    #[arg(long, env = "APPSTORE_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<Secret>,
+    /// Public base URL of the App Store, for sign-in redirects [default: http://<listen>].
+    #[arg(long, env = "APPSTORE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Log format: `text` or `json` [default: text].
+    #[arg(long, env = "APPSTORE_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+    /// Drive's S3 endpoint, where bundles and assets are stored [default: http://127.0.0.1:9000].
+    #[arg(long, env = "APPSTORE_DRIVE_ENDPOINT")]
+    pub drive_endpoint: Option<String>,
+    /// The App Store's own Drive access key id.
+    #[arg(long, env = "APPSTORE_DRIVE_ACCESS_KEY")]
+    pub drive_access_key: Option<String>,
+    /// The App Store's own Drive secret key (prefer the environment variable to the flag).
+    #[arg(long, env = "APPSTORE_DRIVE_SECRET_KEY", hide_env_values = true)]
+    pub drive_secret_key: Option<Secret>,
+    /// A Drive root-credentials file to take the key pair from when none is given
+    /// [default: ./data/root-credentials.toml, what `drive serve` generates on one machine].
+    #[arg(long, env = "APPSTORE_DRIVE_CREDENTIALS_FILE")]
+    pub drive_credentials_file: Option<PathBuf>,
+    /// The Drive bucket that holds bundles, icons and screenshots [default: appstore].
+    #[arg(long, env = "APPSTORE_BUCKET")]
+    pub bucket: Option<String>,
+    /// Largest bundle upload in bytes [default: 536870912].
+    #[arg(long, env = "APPSTORE_MAX_BUNDLE_BYTES")]
+    pub max_bundle_bytes: Option<u64>,
+    /// Most entries in a bundle [default: 10000].
+    #[arg(long, env = "APPSTORE_MAX_BUNDLE_FILES")]
+    pub max_bundle_files: Option<usize>,
+    /// Largest unpacked size of a bundle in bytes [default: 2147483648].
+    #[arg(long, env = "APPSTORE_MAX_UNPACKED_BYTES")]
+    pub max_unpacked_bytes: Option<u64>,
+    /// Issuer URL of the OIDC provider [default: Drive's development issuer,
+    /// <drive-endpoint>/_drive/idp].
+    #[arg(long, env = "H2O_CLOUD_OIDC_PROVIDER_URL")]
+    pub oidc_provider_url: Option<String>,
+    /// Accepted `aud` values of access tokens (comma-separated) [default: drive].
+    #[arg(long, env = "H2O_CLOUD_OIDC_AUDIENCE", value_delimiter = ',')]
+    #[serde(default)]
+    pub oidc_audience: Vec<String>,
+    /// OAuth client of the browser sign-in [default: appstore].
+    #[arg(long, env = "H2O_CLOUD_OIDC_CLIENT_ID")]
+    pub oidc_client_id: Option<String>,
+    /// Secret of the browser sign-in client, if it is confidential.
+    #[arg(long, env = "H2O_CLOUD_OIDC_CLIENT_SECRET", hide_env_values = true)]
+    pub oidc_client_secret: Option<Secret>,
+    /// Public OAuth client the CLI refreshes its token with [default: appstore-cli].
+    #[arg(long, env = "H2O_CLOUD_OIDC_CLI_CLIENT_ID")]
+    pub oidc_cli_client_id: Option<String>,
+    /// Scopes asked for at sign-in [default: "openid offline_access profile email"].
+    #[arg(long, env = "H2O_CLOUD_OIDC_SCOPES")]
+    pub oidc_scopes: Option<String>,
+    /// Where the provider sends the browser back [default: <public-url>/auth/callback].
+    #[arg(long, env = "H2O_CLOUD_OIDC_REDIRECT_URL")]
+    pub oidc_redirect_url: Option<String>,
+    /// The provider's end-session endpoint, visited after sign-out.
+    #[arg(long, env = "H2O_CLOUD_OIDC_END_SESSION_URL")]
+    pub oidc_end_session_url: Option<String>,
+    /// Claim path of the roles [default: realm_access.roles].
+    #[arg(long, env = "H2O_CLOUD_OIDC_ROLE_CLAIM")]
+    pub oidc_role_claim: Option<String>,
+    /// Role that makes a user an admin [default: admin].
+    #[arg(long, env = "H2O_CLOUD_OIDC_ADMIN_ROLE_NAME")]
+    pub oidc_admin_role_name: Option<String>,
+    /// Role that gives full access; empty means every signed-in user [default: empty].
+    #[arg(long, env = "H2O_CLOUD_OIDC_FULL_ACCESS_ROLE_NAME")]
+    pub oidc_full_access_role_name: Option<String>,
+    /// Whether apps may be made PUBLIC (listed for anonymous visitors) [default: false].
+    #[arg(long, env = "H2O_CLOUD_PUBLIC_MODE_ENABLED")]
+    pub public_mode_enabled: Option<bool>,
+    /// Most app versions one user may import [default: 10].
+    #[arg(long, env = "H2O_CLOUD_SCHEDULER_APP_VERSION_LIMIT")]
+    pub app_version_limit: Option<i64>,
+    /// GPU types apps may ask for (comma-separated; empty disables GPUs).
+    #[arg(
+        long,
+        env = "H2O_CLOUD_SCHEDULER_ALLOWED_GPU_TYPES",
+        value_delimiter = ','
+    )]
+    #[serde(default)]
+    pub allowed_gpu_types: Vec<String>,
+    /// Extra regexes of `H2O_WAVE_*`/`H2O_CLOUD_*` names apps may set in `[[Env]]`
+    /// (comma-separated), beside the built-in allow-list.
+    #[arg(long, env = "APPSTORE_ENV_ALLOW", value_delimiter = ',')]
+    #[serde(default)]
+    pub env_allow: Vec<String>,
+    /// Regexes of images admins may run as container apps (comma-separated).
+    #[arg(long, env = "APPSTORE_CUSTOM_IMAGE_ALLOW", value_delimiter = ',')]
+    #[serde(default)]
+    pub custom_image_allow: Vec<String>,
+    /// Runtime versions apps may name (TOML only: `[[runtime_version]]` tables with `Name`,
+    /// `Image`, `Default`, `Deprecated`, `Aliases`) [default: the built-in list].
+    #[arg(skip)]
+    #[serde(default)]
+    pub runtime_version: Vec<RuntimeVersion>,
+    /// Whether the session cookie carries `Secure` (turn off only for http://localhost)
+    /// [default: true].
+    #[arg(long, env = "APPSTORE_COOKIE_SECURE")]
+    pub cookie_secure: Option<bool>,
+    /// File with the key that seals refresh tokens at rest; replicas share it
+    /// [default: generated as <data-dir>/session-key].
+    #[arg(long, env = "APPSTORE_SESSION_KEY_FILE")]
+    pub session_key_file: Option<PathBuf>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// A configuration that cannot be used; the message names the setting.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The TOML file could not be read.
+    #[error("config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TOML file is not valid.
+    #[error("config file {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: toml::de::Error,
+    },
+    /// A setting has a value that cannot work.
+    #[error("{key}: {reason}")]
+    Invalid {
+        /// The setting's flag name.
+        key: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Where the App Store keeps bundles.
+#[derive(Debug, Clone)]
+pub struct DriveConfig {
+    /// Drive's S3 endpoint.
+    pub endpoint: String,
+    /// Access key id.
+    pub access_key: String,
+    /// Secret access key.
+    pub secret_key: Secret,
+    /// The system bucket.
+    pub bucket: String,
+}
+
+/// How users sign in and what their roles mean.
+#[derive(Debug, Clone)]
+pub struct OidcConfig {
+    /// The issuer URL (exact `iss`).
+    pub issuer: String,
+    /// Accepted audiences.
+    pub audiences: Vec<String>,
+    /// Browser sign-in client.
+    pub client_id: String,
+    /// Its secret, for a confidential client.
+    pub client_secret: Option<Secret>,
+    /// The CLI's public client.
+    pub cli_client_id: String,
+    /// Scopes asked for at sign-in.
+    pub scopes: String,
+    /// The redirect URL registered with the provider.
+    pub redirect_url: String,
+    /// Where the browser goes after sign-out, if the provider has such an endpoint.
+    pub end_session_url: Option<String>,
+    /// Claim path of the roles.
+    pub role_claim: String,
+    /// The admin role.
+    pub admin_role: String,
+    /// The full-access role; empty means everyone signed in.
+    pub full_access_role: String,
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listening address.
+    pub listen: SocketAddr,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Metadata database URL.
+    pub database_url: Secret,
+    /// Public base URL, without a trailing slash.
+    pub public_url: String,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Bundle storage.
+    pub drive: DriveConfig,
+    /// Largest upload.
+    pub max_bundle_bytes: u64,
+    /// Archive limits.
+    pub limits: Limits,
+    /// Identity.
+    pub oidc: OidcConfig,
+    /// Whether PUBLIC visibility is allowed.
+    pub public_mode: bool,
+    /// Most app versions per user.
+    pub app_version_limit: i64,
+    /// GPU types.
+    pub allowed_gpu_types: Vec<String>,
+    /// Extra env allow-list regexes.
+    pub env_allow: Vec<regex::Regex>,
+    /// Container image allow-list regexes.
+    pub custom_image_allow: Vec<regex::Regex>,
+    /// Runtime versions (empty: the built-in list).
+    pub runtime_versions: Vec<RuntimeVersion>,
+    /// `Secure` on cookies.
+    pub cookie_secure: bool,
+    /// Session key file.
+    pub session_key_file: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+struct StoredRoot {
+    access_key: String,
+    secret_key: String,
+}
+
+macro_rules! fill_from {
+    ($args:ident, $file:ident; $($opt:ident),* ; $($vec:ident),*) => {
+        $( if $args.$opt.is_none() { $args.$opt = $file.$opt.take(); } )*
+        $( if $args.$vec.is_empty() { $args.$vec = std::mem::take(&mut $file.$vec); } )*
+    };
+}
+
+impl Config {
+    /// Resolves flags and environment (already in `args`), the TOML file and defaults.
+    pub fn resolve(mut args: ServeArgs) -> Result<Self, ConfigError> {
+        if let Some(path) = args.config.clone() {
+            let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            let mut file: ServeArgs =
+                toml::from_str(&text).map_err(|source| ConfigError::Parse { path, source })?;
+            fill_from!(args, file;
+                listen, data_dir, database_url, public_url, log_format, drive_endpoint,
+                drive_access_key, drive_secret_key, drive_credentials_file, bucket,
+                max_bundle_bytes, max_bundle_files, max_unpacked_bytes, oidc_provider_url,
+                oidc_client_id, oidc_client_secret, oidc_cli_client_id, oidc_scopes,
+                oidc_redirect_url, oidc_end_session_url, oidc_role_claim, oidc_admin_role_name,
+                oidc_full_access_role_name, public_mode_enabled, app_version_limit,
+                cookie_secure, session_key_file;
+                oidc_audience, allowed_gpu_types, env_allow, custom_image_allow, runtime_version);
+        }
+        let listen = args
+            .listen
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
+        let data_dir = args.data_dir.unwrap_or_else(|| "appstore-data".into());
+        let database_url = args.database_url.unwrap_or_else(|| {
+            Secret::from(format!(
+                "sqlite://{}/appstore.db?mode=rwc",
+                data_dir.display()
+            ))
+        });
+        let public_url = trim_url(
+            args.public_url
+                .unwrap_or_else(|| format!("http://{listen}")),
+        );
+        let endpoint = trim_url(
+            args.drive_endpoint
+                .unwrap_or_else(|| "http://127.0.0.1:9000".into()),
+        );
+        let (access_key, secret_key) = drive_keys(
+            args.drive_access_key,
+            args.drive_secret_key,
+            args.drive_credentials_file.as_deref(),
+        )?;
+        let bucket = args.bucket.unwrap_or_else(|| "appstore".into());
+        let limits = Limits {
+            max_files: args.max_bundle_files.unwrap_or(10_000),
+            max_unpacked_bytes: args.max_unpacked_bytes.unwrap_or(2 << 30),
+            ..Limits::default()
+        };
+        let issuer = args
+            .oidc_provider_url
+            .unwrap_or_else(|| format!("{endpoint}/_drive/idp"));
+        let audiences = if args.oidc_audience.is_empty() {
+            vec![shared_identity::DEV_AUDIENCE.to_owned()]
+        } else {
+            args.oidc_audience
+        };
+        let oidc = OidcConfig {
+            issuer: trim_url(issuer),
+            audiences,
+            client_id: args.oidc_client_id.unwrap_or_else(|| "appstore".into()),
+            client_secret: args.oidc_client_secret,
+            cli_client_id: args
+                .oidc_cli_client_id
+                .unwrap_or_else(|| "appstore-cli".into()),
+            scopes: args
+                .oidc_scopes
+                .unwrap_or_else(|| "openid offline_access profile email".into()),
+            redirect_url: args
+                .oidc_redirect_url
+                .unwrap_or_else(|| format!("{public_url}/auth/callback")),
+            end_session_url: args.oidc_end_session_url,
+            role_claim: args
+                .oidc_role_claim
+                .unwrap_or_else(|| "realm_access.roles".into()),
+            admin_role: args.oidc_admin_role_name.unwrap_or_else(|| "admin".into()),
+            full_access_role: args.oidc_full_access_role_name.unwrap_or_default(),
+        };
+        let app_version_limit = args.app_version_limit.unwrap_or(10);
+        if app_version_limit < 0 {
+            return Err(invalid("app-version-limit", "must not be negative"));
+        }
+        Ok(Self {
+            listen,
+            database_url,
+            public_url,
+            log_format: args.log_format.unwrap_or(LogFormat::Text),
+            drive: DriveConfig {
+                endpoint,
+                access_key,
+                secret_key,
+                bucket,
+            },
+            max_bundle_bytes: args.max_bundle_bytes.unwrap_or(512 << 20),
+            limits,
+            oidc,
+            public_mode: args.public_mode_enabled.unwrap_or(false),
+            app_version_limit,
+            allowed_gpu_types: args.allowed_gpu_types,
+            env_allow: regexes("env-allow", &args.env_allow)?,
+            custom_image_allow: regexes("custom-image-allow", &args.custom_image_allow)?,
+            runtime_versions: args.runtime_version,
+            cookie_secure: args.cookie_secure.unwrap_or(true),
+            session_key_file: args.session_key_file,
+            data_dir,
+        })
+    }
+}
+
+fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        reason: reason.into(),
+    }
+}
+
+fn trim_url(url: String) -> String {
+    url.trim_end_matches('/').to_owned()
+}
+
+fn regexes(key: &'static str, patterns: &[String]) -> Result<Vec<regex::Regex>, ConfigError> {
+    patterns
+        .iter()
+        .map(|p| regex::Regex::new(p).map_err(|e| invalid(key, format!("{p:?}: {e}"))))
+        .collect()
+}
+
+/// The Drive key pair: both given, or read from Drive's generated root-credentials file.
+fn drive_keys(
+    access: Option<String>,
+    secret: Option<Secret>,
+    file: Option<&Path>,
+) -> Result<(String, Secret), ConfigError> {
+    match (access, secret) {
+        (Some(a), Some(s)) => return Ok((a, s)),
+        (Some(_), None) | (None, Some(_)) => {
+            return Err(invalid(
+                "drive-access-key",
+                "set both --drive-access-key and --drive-secret-key, or neither",
+            ));
+        }
+        (None, None) => {}
+    }
+    let path = file.map_or_else(
+        || PathBuf::from("data/root-credentials.toml"),
+        Path::to_owned,
+    );
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        invalid(
+            "drive-access-key",
+            format!(
+                "no Drive key pair given and {} cannot be read ({e}); set \
+                 APPSTORE_DRIVE_ACCESS_KEY and APPSTORE_DRIVE_SECRET_KEY",
+                path.display()
+            ),
+        )
+    })?;
+    let stored: StoredRoot = toml::from_str(&text)
+        .map_err(|e| invalid("drive-credentials-file", format!("{}: {e}", path.display())))?;
+    Ok((stored.access_key, Secret::from(stored.secret_key)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_keys() -> ServeArgs {
+        ServeArgs {
+            drive_access_key: Some("ak".into()),
+            drive_secret_key: Some(Secret::from("secret-key".to_owned())),
+            ..ServeArgs::default()
+        }
+    }
+
+    #[test]
+    fn defaults_fit_one_machine() {
+        let c = Config::resolve(with_keys()).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.public_url, "http://127.0.0.1:8080");
+        assert_eq!(c.oidc.issuer, "http://127.0.0.1:9000/_drive/idp");
+        assert_eq!(c.oidc.redirect_url, "http://127.0.0.1:8080/auth/callback");
+        assert_eq!(c.app_version_limit, 10);
+        assert!(c.cookie_secure && !c.public_mode);
+        assert!(c.database_url.expose().starts_with("sqlite://"));
+    }
+
+    #[test]
+    fn file_fills_what_flags_leave_and_names_bad_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("appstore.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9999\"\nbucket = \"apps\"\napp_version_limit = 3\n\
+             env_allow = [\"^H2O_WAVE_X$\"]\n\
+             [[runtime_version]]\nName = \"py\"\nImage = \"python:3.12\"\nDefault = true\n",
+        )
+        .unwrap();
+        let mut args = with_keys();
+        args.config = Some(path.clone());
+        args.bucket = Some("flag-wins".into());
+        let c = Config::resolve(args).unwrap();
+        assert_eq!(c.listen.port(), 9999);
+        assert_eq!(c.drive.bucket, "flag-wins");
+        assert_eq!(c.app_version_limit, 3);
+        assert_eq!(c.env_allow.len(), 1);
+        assert_eq!(c.runtime_versions[0].name, "py");
+
+        std::fs::write(&path, "no_such_key = 1\n").unwrap();
+        let mut args = with_keys();
+        args.config = Some(path);
+        let e = Config::resolve(args).unwrap_err().to_string();
+        assert!(e.contains("no_such_key"), "{e}");
+    }
+
+    #[test]
+    fn drive_keys_come_in_pairs_or_from_drives_file() {
+        let args = ServeArgs {
+            drive_access_key: Some("only".into()),
+            ..ServeArgs::default()
+        };
+        assert!(Config::resolve(args).is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("root-credentials.toml");
+        std::fs::write(&file, "access_key = \"AK\"\nsecret_key = \"SK-secret\"\n").unwrap();
+        let args = ServeArgs {
+            drive_credentials_file: Some(file),
+            ..ServeArgs::default()
+        };
+        let c = Config::resolve(args).unwrap();
+        assert_eq!(c.drive.access_key, "AK");
+        assert_eq!(c.drive.secret_key.expose(), "SK-secret");
+        assert!(!format!("{c:?}").contains("SK-secret"));
+    }
+}

@@ -1,0 +1,169 @@
+//! Wiring: opens the database and Drive, builds the API, serves it, sweeps abandoned
+//! imports, and shuts down gracefully.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use shared_identity::{IssuerConfig, Sealer, Timing, Verifier};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::api::{self, AppState};
+use crate::authz::Roles;
+use crate::bundle::manifest::Policy;
+use crate::config::Config;
+use crate::import::{ImportSettings, Importer};
+use crate::metrics::Metrics;
+use crate::repository::Repository;
+use crate::store::Store;
+use crate::web::SignIn;
+
+/// How often abandoned imports and orphaned objects are looked for.
+const SWEEP_EVERY: Duration = Duration::from_secs(600);
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The metadata database.
+    #[error("cannot open the metadata database: {0}")]
+    Database(#[from] crate::repository::RepoError),
+    /// Drive.
+    #[error("cannot use Drive's bucket: {0}")]
+    Drive(#[from] crate::store::StoreError),
+    /// The session key.
+    #[error("{0}")]
+    Key(#[from] shared_identity::KeyFileError),
+    /// Local files.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A running App Store.
+pub struct Running {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// Stops accepting, lets requests in flight finish, and waits.
+    pub async fn stop(self) -> std::io::Result<()> {
+        let _ = self.stop.send(true);
+        self.task
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+    }
+
+    /// Waits until the server ends by itself (it does not, short of an error).
+    pub async fn wait(&mut self) -> std::io::Result<()> {
+        (&mut self.task)
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+    }
+
+    /// A sender that stops the server when `true` is sent.
+    pub fn stopper(&self) -> watch::Sender<bool> {
+        self.stop.clone()
+    }
+}
+
+/// The `app.toml` policy the configuration sets.
+fn policy(config: &Config) -> Policy {
+    let mut policy = Policy::default();
+    if !config.runtime_versions.is_empty() {
+        policy.runtimes.clone_from(&config.runtime_versions);
+    }
+    policy.env_allow.extend(config.env_allow.iter().cloned());
+    policy
+        .custom_image_allow
+        .clone_from(&config.custom_image_allow);
+    policy
+        .allowed_gpu_types
+        .clone_from(&config.allowed_gpu_types);
+    policy
+}
+
+/// Starts the App Store on `listener`.
+pub async fn start(config: Config, listener: TcpListener) -> Result<Running, StartError> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    let repo = Repository::open(config.database_url.expose()).await?;
+    let store = Store::new(&config.drive);
+    store.ensure_bucket().await?;
+    let key = shared_identity::load_server_key(
+        config.session_key_file.as_deref(),
+        &config.data_dir.join("session-key"),
+    )?;
+    let mut issuer = IssuerConfig::new(config.oidc.issuer.clone(), config.oidc.audiences.clone());
+    issuer.claims.roles.clone_from(&config.oidc.role_claim);
+    let verifier = Arc::new(Verifier::new(vec![issuer.clone()], Timing::default()));
+    let id_issuer = IssuerConfig {
+        audiences: vec![config.oidc.client_id.clone()],
+        ..issuer
+    };
+    let importer = Importer::new(
+        repo.clone(),
+        store.clone(),
+        ImportSettings {
+            max_bundle_bytes: config.max_bundle_bytes,
+            limits: config.limits.clone(),
+            app_version_limit: config.app_version_limit,
+            policy: policy(&config),
+            spool_dir: config.data_dir.join("spool"),
+        },
+    );
+    let state = Arc::new(AppState {
+        sign_in: SignIn::new(
+            config.oidc.clone(),
+            repo.clone(),
+            Sealer::new(key, Vec::new()),
+            Arc::clone(&verifier),
+            id_issuer,
+        ),
+        client_config: json!({
+            "issuer": config.oidc.issuer,
+            "cliClientId": config.oidc.cli_client_id,
+            "publicMode": config.public_mode,
+        }),
+        repo,
+        store,
+        importer: importer.clone(),
+        verifier,
+        roles: Roles {
+            admin: config.oidc.admin_role.clone(),
+            full_access: config.oidc.full_access_role.clone(),
+        },
+        metrics: Metrics::new(),
+        public_mode: config.public_mode,
+        cookie_secure: config.cookie_secure,
+    });
+    let addr = listener.local_addr()?;
+    let (stop, mut stopped) = watch::channel(false);
+    let mut sweep_stopped = stopped.clone();
+    tokio::spawn(async move {
+        loop {
+            match importer.sweep().await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(removed = n, "swept abandoned imports and orphaned objects")
+                }
+                Err(e) => tracing::warn!(error = %e, "sweeping abandoned imports failed"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(SWEEP_EVERY) => {}
+                _ = sweep_stopped.changed() => return,
+            }
+        }
+    });
+    let app = api::router(state);
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    Ok(Running { addr, stop, task })
+}

@@ -1,0 +1,256 @@
+//! The `appstore` CLI against a running App Store: `bundle` builds the hello-world Wave app
+//! (honouring `.appignore` and the default exclusions), then `login`, `app import | list |
+//! get | update | download | delete` and `tag list | assign | remove`, with a saved access
+//! token and with a refresh token.
+
+mod common;
+
+use std::path::Path;
+use std::process::Output;
+
+use common::{Db, Stack};
+use serde_json::Value;
+
+const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/hello");
+
+/// Runs `appstore ARGS` with the settings file `conf`.
+async fn appstore(conf: &Path, args: &[&str]) -> Output {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_appstore"));
+    command
+        .args(args)
+        .arg("--conf")
+        .arg(conf)
+        .env_remove("APPSTORE_TOKEN")
+        .env_remove("APPSTORE_ENDPOINT");
+    command.output().await.expect("the appstore binary runs")
+}
+
+fn ok(output: &Output, what: &str) -> String {
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{what}: {}\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_bundles_imports_and_manages_a_wave_app() {
+    let stack = Stack::start(Db::Sqlite).await;
+    let work = tempfile::tempdir().unwrap();
+    let app_dir = work.path().join("hello");
+    copy_dir(Path::new(FIXTURE), &app_dir);
+    for (path, text) in [
+        ("venv/lib/site.py", "x"),
+        ("__pycache__/app.cpython-311.pyc", "x"),
+        (".git/config", "x"),
+        ("notes/todo.txt", "not shipped"),
+        ("debug.log", "not shipped"),
+    ] {
+        let p = app_dir.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    let conf = work.path().join("cli.toml");
+
+    // bundle
+    let out = ok(
+        &appstore(&conf, &["bundle", app_dir.to_str().unwrap(), "--json"]).await,
+        "bundle",
+    );
+    let packed: Value = serde_json::from_str(&out).unwrap();
+    let wave = app_dir.join("ai.h2o.test.hello.0.0.1.wave");
+    assert_eq!(packed["path"], wave.to_str().unwrap());
+    let mut files: Vec<&str> = packed["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    files.sort_unstable();
+    assert_eq!(
+        files,
+        [
+            "about.md",
+            "app.py",
+            "app.toml",
+            "requirements.txt",
+            "static/icon.png"
+        ]
+    );
+
+    // login with an access token, then import
+    let token = stack.token("alice").await;
+    let out = ok(
+        &appstore(
+            &conf,
+            &["login", "--endpoint", &stack.url, "--token", &token],
+        )
+        .await,
+        "login",
+    );
+    assert!(out.contains("as alice"), "{out}");
+    let out = ok(
+        &appstore(
+            &conf,
+            &[
+                "app",
+                "import",
+                wave.to_str().unwrap(),
+                "-v",
+                "ALL_USERS",
+                "--json",
+            ],
+        )
+        .await,
+        "import",
+    );
+    let app: Value = serde_json::from_str(&out).unwrap();
+    let id = app["id"].as_str().unwrap().to_owned();
+    assert_eq!(app["title"], "Hello, Wave");
+    assert_eq!(app["version"], "0.0.1");
+
+    // The long description came from about.md.
+    let (_, md) = stack
+        .call(
+            reqwest::Method::GET,
+            &format!("/api/v1/apps/{id}"),
+            Some("alice"),
+            None,
+        )
+        .await;
+    assert_eq!(md["hasLongDescription"], true);
+
+    // list (table), get, update, download
+    let out = ok(&appstore(&conf, &["app", "list"]).await, "list");
+    let mut lines = out.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["ID", "TITLE", "OWNER", "CREATED", "VISIBILITY", "TAGS"]
+    );
+    let row = lines.next().unwrap();
+    assert!(
+        row.starts_with(&id) && row.contains("Hello, Wave 0.0.1") && row.contains("ALL_USERS"),
+        "{out}"
+    );
+    let out = ok(&appstore(&conf, &["app", "get", &id]).await, "get");
+    assert!(out.contains("Title        Hello, Wave"), "{out}");
+    let out = ok(
+        &appstore(&conf, &["app", "update", &id, "-v", "PRIVATE", "--json"]).await,
+        "update",
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["visibility"],
+        "PRIVATE"
+    );
+    let copy = work.path().join("copy.wave");
+    ok(
+        &appstore(&conf, &["app", "download", &id, copy.to_str().unwrap()]).await,
+        "download",
+    );
+    assert_eq!(std::fs::read(&copy).unwrap(), std::fs::read(&wave).unwrap());
+
+    // Errors come back as the problem's detail and a failing exit status.
+    let out = appstore(&conf, &["app", "import", wave.to_str().unwrap()]).await;
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("409 app-exists"),
+        "{out:?}"
+    );
+    let out = appstore(&conf, &["app", "get", "../etc"]).await;
+    assert!(!out.status.success());
+
+    // tags: an admin creates one, the owner assigns and removes it
+    let admin_conf = work.path().join("admin.toml");
+    let dave = stack.token("dave").await;
+    ok(
+        &appstore(
+            &admin_conf,
+            &["login", "--endpoint", &stack.url, "--token", &dave],
+        )
+        .await,
+        "admin login",
+    );
+    ok(
+        &appstore(
+            &admin_conf,
+            &[
+                "tag", "create", "demo", "--title", "Demos", "--color", "#00aa88",
+            ],
+        )
+        .await,
+        "tag create",
+    );
+    let out = ok(&appstore(&conf, &["tag", "list"]).await, "tag list");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("demo") && l.contains("Demos")),
+        "{out}"
+    );
+    ok(
+        &appstore(&conf, &["tag", "assign", "demo", &id]).await,
+        "tag assign",
+    );
+    let out = ok(
+        &appstore(&conf, &["app", "list", "--tag", "demo", "--json"]).await,
+        "list by tag",
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()[0]["tags"][0],
+        "demo"
+    );
+    ok(
+        &appstore(&conf, &["tag", "remove", "demo", &id]).await,
+        "tag remove",
+    );
+
+    // A refresh token is refreshed before each command (and a rotated one saved).
+    let refresh_conf = work.path().join("refresh.toml");
+    let tokens = stack.idp.login("alice").await;
+    let rt = tokens.refresh_token.expect("a refresh token");
+    ok(
+        &appstore(
+            &refresh_conf,
+            &["login", "--endpoint", &stack.url, "--refresh-token", &rt],
+        )
+        .await,
+        "login with a refresh token",
+    );
+    let saved = std::fs::read_to_string(&refresh_conf).unwrap();
+    assert!(
+        saved.contains("RefreshToken") && saved.contains("IssuerURL"),
+        "{saved}"
+    );
+    let out = ok(
+        &appstore(&refresh_conf, &["app", "list", "--json"]).await,
+        "list after refresh",
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()[0]["id"],
+        id.as_str()
+    );
+
+    ok(&appstore(&conf, &["app", "delete", &id]).await, "delete");
+    let out = ok(
+        &appstore(&conf, &["app", "list", "--json"]).await,
+        "list after delete",
+    );
+    assert_eq!(out.trim(), "[]");
+    stack.stop().await;
+}
