@@ -9,16 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/drive-target}"
-tools="${DRIVE_TOOLS_DIR:-$HOME/.cache/drive-tools}"
-idp="$tools/idp"
-
-# The IdP is current when its packages match the lock file (the stamp setup.sh writes) and
-# its script matches the repository's; otherwise setup.sh (idempotent) installs it.
-want="$(sha256sum s3-compat-tests/idp/package-lock.json | cut -d' ' -f1)"
-if [ "$(cat "$idp/.drive-package-lock.sha256" 2>/dev/null || true)" != "$want" ] ||
-    ! cmp -s s3-compat-tests/idp/test-idp.mjs "$idp/test-idp.mjs"; then
-    bash s3-compat-tests/clients/setup.sh >/dev/null
-fi
+source scripts/ensure-idp.sh
 
 cargo build --release --locked -p drive -p s3-compat-tests --bin drive --bin idbench
 export DRIVE_BIN="$CARGO_TARGET_DIR/release/drive"

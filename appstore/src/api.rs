@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Body;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -14,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, delete, get, patch, post, put};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use shared_identity::Verifier;
+use shared_identity::{Verifier, VerifyError};
 
 use crate::authz::{Caller, Denied, Roles};
 use crate::bundle::archive::ArchiveError;
@@ -234,8 +235,16 @@ impl FromRequestParts<Shared> for Authn {
                         "Authorization must be `Bearer <access token>`",
                     )
                 })?;
-            let verified = state.verifier.verify(token).await.map_err(|e| {
-                Problem::new(StatusCode::UNAUTHORIZED, "invalid-token", e.to_string())
+            let verified = state.verifier.verify(token).await.map_err(|e| match e {
+                VerifyError::Provider(_) => {
+                    tracing::error!(error = %e, "verifying an access token");
+                    Problem::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "identity-provider-unavailable",
+                        e.to_string(),
+                    )
+                }
+                e => Problem::new(StatusCode::UNAUTHORIZED, "invalid-token", e.to_string()),
             })?;
             return Ok(Authn(state.roles.caller(verified.principal)));
         }
@@ -326,6 +335,18 @@ fn tag_json(t: &Tag) -> Value {
     })
 }
 
+/// A JSON body, or a problem saying why it is not one.
+fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, Problem> {
+    body.map(|Json(v)| v)
+        .map_err(|e| Problem::new(e.status(), "invalid-body", e.body_text()))
+}
+
+/// Query parameters, or a problem saying which is wrong.
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, Problem> {
+    q.map(|Query(v)| v)
+        .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "invalid-query", e.body_text()))
+}
+
 fn not_found(what: &str) -> Problem {
     Problem::new(
         StatusCode::NOT_FOUND,
@@ -369,8 +390,9 @@ fn parse_visibility(s: &str) -> Result<Visibility, Problem> {
 async fn list_apps(
     State(state): State<Shared>,
     Authn(caller): Authn,
-    Query(q): Query<ListQuery>,
+    q: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Value>, Problem> {
+    let q = query(q)?;
     let after = match q.page_token.as_deref() {
         Some(t) => Some(decode_page_token(t).ok_or_else(|| {
             Problem::new(
@@ -417,9 +439,10 @@ struct ImportQuery {
 async fn import_app(
     State(state): State<Shared>,
     Authn(caller): Authn,
-    Query(q): Query<ImportQuery>,
+    q: Result<Query<ImportQuery>, QueryRejection>,
     body: Body,
 ) -> Result<Response, Problem> {
+    let q = query(q)?;
     let started = std::time::Instant::now();
     let visibility = match q.visibility.as_deref() {
         Some(v) => parse_visibility(v)?,
@@ -504,8 +527,9 @@ async fn update_app(
     State(state): State<Shared>,
     Authn(caller): Authn,
     Path(id): Path<String>,
-    Json(update): Json<AppUpdate>,
+    update: Result<Json<AppUpdate>, JsonRejection>,
 ) -> Result<Json<Value>, Problem> {
+    let update = json_body(update)?;
     let app = visible_app(&state, &caller, &id).await?;
     caller
         .manager_of(&app)
@@ -704,8 +728,9 @@ fn apply_tag_body(tag: &mut Tag, body: TagBody) {
 async fn create_tag(
     State(state): State<Shared>,
     Authn(caller): Authn,
-    Json(body): Json<TagBody>,
+    body: Result<Json<TagBody>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), Problem> {
+    let body = json_body(body)?;
     caller.admin().map_err(|d| denied(d, "create tags"))?;
     let now = now_ms();
     let mut tag = Tag {
@@ -728,8 +753,9 @@ async fn update_tag(
     State(state): State<Shared>,
     Authn(caller): Authn,
     Path(name): Path<String>,
-    Json(body): Json<TagBody>,
+    body: Result<Json<TagBody>, JsonRejection>,
 ) -> Result<Json<Value>, Problem> {
+    let body = json_body(body)?;
     caller.admin().map_err(|d| denied(d, "change tags"))?;
     let mut tag = state
         .repo

@@ -252,12 +252,11 @@ impl Importer {
         Ok(())
     }
 
-    /// Removes an unfinished import's objects and row; what cannot be removed now is left
-    /// to the sweeper.
+    /// Removes an unfinished import's objects and row. Objects Drive cannot delete now have
+    /// no row afterwards, so the sweeper finds them; a row that stays is swept when stale.
     async fn discard(&self, record: &AppRecord) {
         if let Err(e) = self.store.delete(&record.object_keys()).await {
             tracing::warn!(app = %record.id, error = %e, "objects of a failed import stay until the next sweep");
-            return;
         }
         if let Err(e) = self.repo.abort_import(&record.id).await {
             tracing::warn!(app = %record.id, error = %e, "the row of a failed import stays until the next sweep");

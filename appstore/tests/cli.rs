@@ -254,3 +254,111 @@ async fn the_cli_bundles_imports_and_manages_a_wave_app() {
     assert_eq!(out.trim(), "[]");
     stack.stop().await;
 }
+
+/// Starts `appstore serve` with `envs` and waits for its ready line; returns the child and
+/// its base URL.
+fn serve(envs: &[(&str, String)]) -> (std::process::Child, String) {
+    use std::io::BufRead as _;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_appstore"))
+        .arg("serve")
+        .envs(envs.iter().map(|(k, v)| (k, v)))
+        .env("APPSTORE_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("appstore serve starts");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(url) = line.strip_prefix("App Store ready on ") {
+                let _ = tx.send(url.trim().to_owned());
+            }
+        }
+    });
+    let url = rx
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("appstore serve becomes ready");
+    (child, url)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appstore_serve_takes_flags_environment_and_toml_and_stops_on_sigterm() {
+    use s3_compat_tests::server::{ACCESS_KEY, DriveProcess, SECRET_KEY};
+    let drive = tokio::task::spawn_blocking(DriveProcess::start)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("appstore.toml");
+    std::fs::write(
+        &config,
+        "listen = \"127.0.0.1:0\"\nbucket = \"from-file\"\napp_version_limit = 3\ncookie_secure = false\n",
+    )
+    .unwrap();
+    let envs = [
+        ("APPSTORE_CONFIG", config.display().to_string()),
+        (
+            "APPSTORE_DATA_DIR",
+            dir.path().join("data").display().to_string(),
+        ),
+        ("APPSTORE_DRIVE_ENDPOINT", drive.endpoint.clone()),
+        ("APPSTORE_DRIVE_ACCESS_KEY", ACCESS_KEY.to_owned()),
+        ("APPSTORE_DRIVE_SECRET_KEY", SECRET_KEY.to_owned()),
+        ("APPSTORE_BUCKET", "from-env".to_owned()),
+    ];
+    let (mut child, url) = serve(&envs);
+    let http = reqwest::Client::new();
+    let get = |path: &str| http.get(format!("{url}{path}")).send();
+    assert_eq!(get("/healthz").await.unwrap().status(), 200);
+    assert_eq!(get("/readyz").await.unwrap().status(), 200);
+    let doc: Value = get("/api/v1/openapi.json")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let missing = get("/api/v1/nope").await.unwrap();
+    assert_eq!(missing.status(), 404);
+    assert_eq!(missing.json::<Value>().await.unwrap()["code"], "no-route");
+    let metrics = get("/metrics").await.unwrap().text().await.unwrap();
+    assert!(
+        metrics.contains(
+            "appstore_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"} 1"
+        ),
+        "{metrics}"
+    );
+    // The environment beat the file: the system bucket is `from-env`.
+    let s3 = s3_compat_tests::client(&drive.endpoint, ACCESS_KEY, SECRET_KEY);
+    assert!(s3.head_bucket().bucket("from-env").send().await.is_ok());
+    assert!(s3.head_bucket().bucket("from-file").send().await.is_err());
+    // The embedded default database and session key were created in the data directory.
+    assert!(dir.path().join("data/appstore.db").exists());
+    assert!(dir.path().join("data/session-key").exists());
+
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status}");
+
+    // A misspelt key stops the start with a message naming it.
+    std::fs::write(&config, "listen = \"127.0.0.1:0\"\nbukket = \"x\"\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_appstore"))
+        .arg("serve")
+        .envs(envs.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("bukket"),
+        "{out:?}"
+    );
+}

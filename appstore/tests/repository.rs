@@ -737,7 +737,7 @@ async fn the_sweeper_removes_abandoned_imports_and_orphaned_objects() {
 
     let config = appstore::config::Config::resolve(common::args(
         std::path::Path::new("/nonexistent"),
-        &stack.drive.endpoint,
+        &stack.drive_endpoint,
         stack.idp.issuer(),
         &stack.database_url,
         &stack.url,
@@ -764,5 +764,43 @@ async fn the_sweeper_removes_abandoned_imports_and_orphaned_objects() {
         "{objects:?}"
     );
     assert_eq!(stack.rows().await, 1);
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drive_outage_fails_imports_cleanly_and_readiness_says_so() {
+    let mut stack = Stack::start(Db::Sqlite).await;
+    let (status, _) = stack
+        .import("alice", bundle("ai.h2o.test.before", "1.0.0"), None)
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    stack.stop_drive();
+    let answer = stack
+        .import("alice", bundle("ai.h2o.test.outage", "1.0.0"), None)
+        .await;
+    refused(
+        &answer,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "drive-unavailable",
+        None,
+        "Drive down",
+    );
+    assert_eq!(stack.rows().await, 1, "the failed import left no row");
+    let ready = stack
+        .http
+        .get(format!("{}/readyz", stack.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(ready.text().await.unwrap().starts_with("drive:"));
+    // Metadata still answers.
+    let (status, list) = stack
+        .call(Method::GET, "/api/v1/apps", Some("alice"), None)
+        .await;
+    assert_eq!(
+        (status, list["apps"].as_array().map(Vec::len)),
+        (StatusCode::OK, Some(1))
+    );
     stack.stop().await;
 }

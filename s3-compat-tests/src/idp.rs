@@ -119,12 +119,7 @@ impl Idp {
             .stderr(create(&stderr))
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start `node {}`: {e}", script.display()));
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .expect("an HTTP client");
+        let http = no_redirects();
         let mut idp = Idp {
             child: Some(child),
             issuer: String::new(),
@@ -386,6 +381,16 @@ async fn authorize_as(
     redirect(cookies.send(http.get(resume)).await).await
 }
 
+/// An HTTP client for loopback that shows redirects instead of following them.
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("an HTTP client")
+}
+
 /// A browser on loopback for sign-ins through an application: it keeps the cookies of the
 /// application and the provider (both on 127.0.0.1, so one jar) and does not follow
 /// redirects by itself.
@@ -403,12 +408,7 @@ impl Default for Browser {
 impl Browser {
     /// A browser with no cookies.
     pub fn new() -> Self {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .expect("an HTTP client");
+        let http = no_redirects();
         Self {
             http,
             cookies: Cookies::default(),

@@ -32,8 +32,9 @@ pub enum Db {
 pub struct Stack {
     /// The App Store's base URL.
     pub url: String,
-    /// Drive.
-    pub drive: DriveProcess,
+    /// Drive's endpoint.
+    pub drive_endpoint: String,
+    drive: Option<DriveProcess>,
     /// The identity provider.
     pub idp: Idp,
     /// A plain HTTP client (no redirects followed).
@@ -102,9 +103,10 @@ impl Stack {
                 (Some(d), u)
             }
         };
+        let drive_endpoint = drive.endpoint.clone();
         let mut serve = args(
             dir.path(),
-            &drive.endpoint,
+            &drive_endpoint,
             idp.issuer(),
             &database_url,
             &url,
@@ -121,7 +123,8 @@ impl Stack {
             .expect("an HTTP client");
         Self {
             url,
-            drive,
+            drive_endpoint,
+            drive: Some(drive),
             idp,
             http,
             database_url,
@@ -202,7 +205,7 @@ impl Stack {
 
     /// An S3 client for Drive with its root keys.
     pub fn s3(&self) -> aws_sdk_s3::Client {
-        s3_compat_tests::client(&self.drive.endpoint, ACCESS_KEY, SECRET_KEY)
+        s3_compat_tests::client(&self.drive_endpoint, ACCESS_KEY, SECRET_KEY)
     }
 
     /// Every object key in the system bucket.
@@ -226,6 +229,13 @@ impl Stack {
             .await
             .expect("open the database");
         repo.count_apps().await.expect("count apps")
+    }
+
+    /// Stops Drive, as an outage would; its endpoint stays, refusing connections.
+    pub fn stop_drive(&mut self) {
+        if let Some(drive) = self.drive.take() {
+            drive.terminate();
+        }
     }
 
     /// Stops the App Store and drops a PostgreSQL test database.
