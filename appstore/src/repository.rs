@@ -306,14 +306,23 @@ impl Repository {
 
     /// Records an import under way (hidden from listings), unless the name and version are
     /// taken or the owner is at `limit` app versions. The row is what makes concurrent
-    /// imports of one name and version exclusive: the database's unique index picks one.
+    /// imports of one name and version exclusive: the database's unique index picks one;
+    /// the owner's counter, taken in the same transaction, holds the limit under concurrency.
     pub async fn begin_import(&self, app: &AppRecord, limit: i64) -> Result<(), RepoError> {
-        let owned: i64 = sqlx::query("SELECT COUNT(*) AS n FROM apps WHERE owner_subject = $1")
-            .bind(&app.owner_subject)
-            .fetch_one(&self.pool)
-            .await?
-            .try_get("n")?;
-        if owned >= limit {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO app_owners (subject, apps) VALUES ($1, 0) ON CONFLICT (subject) DO NOTHING",
+        )
+        .bind(&app.owner_subject)
+        .execute(&mut *tx)
+        .await?;
+        let slot =
+            sqlx::query("UPDATE app_owners SET apps = apps + 1 WHERE subject = $1 AND apps < $2")
+                .bind(&app.owner_subject)
+                .bind(limit)
+                .execute(&mut *tx)
+                .await?;
+        if slot.rows_affected() == 0 {
             return Err(RepoError::VersionLimit(limit));
         }
         let inserted = sqlx::query(
@@ -341,16 +350,20 @@ impl Repository {
         .bind(app.icon.as_ref().map(json))
         .bind(json(&app.screenshots))
         .bind(app.created_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await;
         match inserted {
-            Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => Err(RepoError::Duplicate {
-                name: app.name.clone(),
-                version: app.version.clone(),
-            }),
-            Err(e) => Err(e.into()),
+            Ok(_) => {}
+            Err(e) if is_unique_violation(&e) => {
+                return Err(RepoError::Duplicate {
+                    name: app.name.clone(),
+                    version: app.version.clone(),
+                });
+            }
+            Err(e) => return Err(e.into()),
         }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Makes an imported app visible, with its tags.
@@ -374,10 +387,17 @@ impl Repository {
 
     /// Forgets an import that failed (its objects are already gone or being removed).
     pub async fn abort_import(&self, id: &str) -> Result<(), RepoError> {
-        sqlx::query("DELETE FROM apps WHERE id = $1 AND state = 'importing'")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
+        let mut tx = self.pool.begin().await?;
+        let gone = sqlx::query(
+            "DELETE FROM apps WHERE id = $1 AND state = 'importing' RETURNING owner_subject",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(row) = gone {
+            release_slot(&mut tx, &row.try_get::<String, _>("owner_subject")?).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -523,12 +543,18 @@ impl Repository {
         if instances > 0 {
             return Err(RepoError::HasInstances(instances));
         }
-        let done = sqlx::query("DELETE FROM apps WHERE id = $1 AND state = 'ready'")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        let gone = sqlx::query(
+            "DELETE FROM apps WHERE id = $1 AND state = 'ready' RETURNING owner_subject",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = gone else {
+            return Ok(false);
+        };
+        release_slot(&mut tx, &row.try_get::<String, _>("owner_subject")?).await?;
         tx.commit().await?;
-        Ok(done.rows_affected() == 1)
+        Ok(true)
     }
 
     /// Changes an app's visibility.
@@ -682,6 +708,18 @@ impl Repository {
             .await?
             .try_get("n")?)
     }
+}
+
+/// Gives back one of `subject`'s app-version slots.
+async fn release_slot(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    subject: &str,
+) -> Result<(), RepoError> {
+    sqlx::query("UPDATE app_owners SET apps = apps - 1 WHERE subject = $1 AND apps > 0")
+        .bind(subject)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 async fn write_tag_roles(

@@ -129,7 +129,19 @@ async fn get_bytes(stack: &Stack, path: &str, user: Option<&str>) -> (StatusCode
 /// Import, read back through Drive's S3 API and the API, refuse a duplicate, list, delete.
 async fn import_round_trip(db: Db) {
     let stack = Stack::start(db).await;
-    let original = bundle_with(&manifest("ai.h2o.test.hello", "0.0.1", ""));
+    let app_toml = manifest("ai.h2o.test.hello", "0.0.1", "").replace(
+        "[Runtime]",
+        "LongDescription = \"docs/about.md\"\n\n[Runtime]",
+    );
+    let about = "### Hello\n\n- a markdown long description\n";
+    let original = zip(&[
+        ("app.toml", app_toml.as_bytes()),
+        ("app.py", b"from h2o_wave import main, app, Q, ui\n"),
+        ("docs/about.md", about.as_bytes()),
+        ("static/icon.png", ICON),
+        ("static/screenshot-2.png", ICON),
+        ("static/screenshot-1.png", ICON),
+    ]);
     let (status, app) = stack
         .import("alice", original.clone(), Some("ALL_USERS"))
         .await;
@@ -169,6 +181,64 @@ async fn import_round_trip(db: Db) {
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(fetched["id"], id.as_str());
+    assert_eq!(fetched["hasLongDescription"], true);
+    let (status, text) = get_bytes(
+        &stack,
+        &format!("/api/v1/apps/{id}/long-description"),
+        Some("bob"),
+    )
+    .await;
+    assert_eq!(
+        (status, String::from_utf8(text).unwrap()),
+        (StatusCode::OK, about.to_owned())
+    );
+    // Screenshots in name order, stored in Drive, served by index.
+    let shots = fetched["screenshotUrls"]
+        .as_array()
+        .expect("screenshot URLs");
+    assert_eq!(shots.len(), 2);
+    for (i, url) in shots.iter().enumerate() {
+        assert_eq!(url, &format!("/api/v1/apps/{id}/screenshots/{i}"));
+        let (status, bytes) = get_bytes(&stack, url.as_str().unwrap(), Some("bob")).await;
+        assert_eq!((status, bytes.as_slice()), (StatusCode::OK, ICON));
+        let stored =
+            s3_compat_tests::get(&s3, BUCKET, &format!("apps/{id}/screenshots/{i:02}.png")).await;
+        assert_eq!(stored, ICON);
+    }
+    let (status, _) = get_bytes(
+        &stack,
+        &format!("/api/v1/apps/{id}/screenshots/2"),
+        Some("bob"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // Filters by owner and visibility.
+    let (_, mine) = stack
+        .call(Method::GET, "/api/v1/apps?owner=alice", Some("bob"), None)
+        .await;
+    assert_eq!(mine["apps"].as_array().map(Vec::len), Some(1));
+    let (_, nobody) = stack
+        .call(Method::GET, "/api/v1/apps?owner=bob", Some("bob"), None)
+        .await;
+    assert_eq!(nobody["apps"].as_array().map(Vec::len), Some(0));
+    let (_, private) = stack
+        .call(
+            Method::GET,
+            "/api/v1/apps?visibility=PRIVATE",
+            Some("alice"),
+            None,
+        )
+        .await;
+    assert_eq!(private["apps"].as_array().map(Vec::len), Some(0));
+    let (_, all) = stack
+        .call(
+            Method::GET,
+            "/api/v1/apps?visibility=all_users",
+            Some("alice"),
+            None,
+        )
+        .await;
+    assert_eq!(all["apps"].as_array().map(Vec::len), Some(1));
 
     // The same name and version again: refused, nothing added.
     let (rows, objects) = (stack.rows().await, stack.objects().await);
@@ -647,9 +717,9 @@ async fn concurrent_imports_of_one_version_on_sqlite() {
     concurrent_imports(Db::Sqlite).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_app_version_limit_holds_per_user_but_not_for_admins() {
-    let stack = Stack::start_with(Db::Sqlite, |a| a.app_version_limit = Some(2)).await;
+/// AppVersionLimit per user, under concurrency too; admins are not limited.
+async fn version_limit(db: Db) {
+    let stack = Stack::start_with(db, |a| a.app_version_limit = Some(2)).await;
     for v in ["1.0.0", "1.0.1"] {
         assert_eq!(
             stack
@@ -685,7 +755,53 @@ async fn the_app_version_limit_holds_per_user_but_not_for_admins() {
             StatusCode::CREATED
         );
     }
+    // Six imports at once by one user with a limit of 2: exactly two win.
+    let token = stack.token("carol").await;
+    let bodies: Vec<Vec<u8>> = (0..6)
+        .map(|i| bundle("ai.h2o.test.burst", &format!("1.0.{i}")))
+        .collect();
+    let answers = futures::future::join_all(
+        bodies
+            .into_iter()
+            .map(|b| stack.import_with_token(&token, b, None)),
+    )
+    .await;
+    let won: Vec<&Value> = answers
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::CREATED)
+        .map(|(_, b)| b)
+        .collect();
+    let limited = answers
+        .iter()
+        .filter(|(s, b)| *s == StatusCode::CONFLICT && b["code"] == "app-version-limit")
+        .count();
+    assert_eq!((won.len(), limited), (2, 4), "{answers:?}");
+    // Deleting one gives its slot back.
+    let id = won[0]["id"].as_str().unwrap();
+    let (status, _) = stack
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/apps/{id}"),
+            Some("carol"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = stack
+        .import("carol", bundle("ai.h2o.test.burst", "2.0.0"), None)
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
     stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_app_version_limit_holds_per_user_on_sqlite() {
+    version_limit(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_app_version_limit_holds_per_user_on_postgres() {
+    version_limit(Db::Postgres).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -703,7 +819,7 @@ async fn replicas_starting_together_migrate_once() {
         .fetch_one(repo.pool())
         .await
         .unwrap();
-    assert_eq!(applied, 1);
+    assert_eq!(applied, 2, "each migration applied once");
     drop(repo);
     database.drop().await;
 }
