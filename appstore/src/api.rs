@@ -890,6 +890,11 @@ fn sign_in_problem(e: web::SignInError) -> Problem {
         | web::SignInError::Token(_) => {
             Problem::new(StatusCode::BAD_REQUEST, "sign-in-failed", e.to_string())
         }
+        web::SignInError::NoBrowserSignIn => Problem::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "browser-sign-in-unavailable",
+            e.to_string(),
+        ),
         web::SignInError::Provider(_) => {
             tracing::error!(error = %e, "sign-in");
             Problem::new(

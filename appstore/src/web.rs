@@ -38,6 +38,12 @@ pub enum SignInError {
     /// The provider could not be reached or answered nonsense.
     #[error("the identity provider failed: {0}")]
     Provider(String),
+    /// The provider has no authorization endpoint.
+    #[error(
+        "the identity provider offers no browser sign-in (no authorization endpoint); \
+         use an access token (Authorization: Bearer) or configure an issuer that has one"
+    )]
+    NoBrowserSignIn,
     /// A token it issued does not verify.
     #[error("the identity provider's token is not valid: {0}")]
     Token(String),
@@ -57,7 +63,8 @@ pub struct WebSession {
 
 #[derive(Deserialize)]
 struct ProviderMetadata {
-    authorization_endpoint: String,
+    /// Absent at issuers that only hand out tokens (Drive's development issuer).
+    authorization_endpoint: Option<String>,
     token_endpoint: String,
     end_session_endpoint: Option<String>,
 }
@@ -162,7 +169,11 @@ impl SignIn {
         .bind(now_ms())
         .execute(self.repo.pool())
         .await?;
-        let mut url = reqwest::Url::parse(&metadata.authorization_endpoint)
+        let endpoint = metadata
+            .authorization_endpoint
+            .as_deref()
+            .ok_or(SignInError::NoBrowserSignIn)?;
+        let mut url = reqwest::Url::parse(endpoint)
             .map_err(|e| SignInError::Provider(format!("authorization endpoint: {e}")))?;
         url.query_pairs_mut()
             .append_pair("response_type", "code")
