@@ -323,12 +323,20 @@ async fn appstore_serve_takes_flags_environment_and_toml_and_stops_on_sigterm() 
     let missing = get("/api/v1/nope").await.unwrap();
     assert_eq!(missing.status(), 404);
     assert_eq!(missing.json::<Value>().await.unwrap()["code"], "no-route");
-    // Drive's development issuer (the default) hands out tokens but has no browser sign-in.
-    let login = get("/auth/login").await.unwrap();
-    assert_eq!(login.status(), 501);
-    assert_eq!(
-        login.json::<Value>().await.unwrap()["code"],
-        "browser-sign-in-unavailable"
+    // Browser sign-in goes to Drive's development issuer, the default.
+    let login = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!("{url}/auth/login"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 302);
+    let to = login.headers()["location"].to_str().unwrap();
+    assert!(
+        to.starts_with(&format!("{}/_drive/idp/authorize?", drive.endpoint)),
+        "{to}"
     );
     let metrics = get("/metrics").await.unwrap().text().await.unwrap();
     assert!(

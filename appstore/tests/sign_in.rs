@@ -229,3 +229,89 @@ async fn a_callback_from_another_browser_is_refused() {
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browsers_sign_in_through_drives_development_issuer() {
+    use s3_compat_tests::server::DriveProcess;
+    let drive_dir = tempfile::tempdir().unwrap();
+    let drive = tokio::task::spawn_blocking({
+        let dir = drive_dir.path().to_owned();
+        move || DriveProcess::start_in(&dir, &["--dev-user", "alice:alice-pw::admin"])
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let database = format!("sqlite://{}/appstore.db?mode=rwc", dir.path().display());
+    // The embedded default: Drive's development issuer, its audience, a public client.
+    let mut args = common::args(dir.path(), &drive.endpoint, "", &database, &url);
+    args.oidc_provider_url = None;
+    args.oidc_audience = Vec::new();
+    args.oidc_client_secret = None;
+    args.oidc_full_access_role_name = None;
+    args.oidc_admin_role_name = None;
+    let config = appstore::config::Config::resolve(args).unwrap();
+    let app = appstore::server::start(config, listener).await.unwrap();
+
+    let mut browser = Browser::new();
+    let start = browser
+        .send(
+            browser
+                .http()
+                .get(format!("{url}/auth/login?returnTo=/api/v1/me")),
+        )
+        .await;
+    assert_eq!(start.status(), StatusCode::FOUND);
+    let authorize = reqwest::Url::parse(start.headers()["location"].to_str().unwrap()).unwrap();
+    assert!(
+        authorize
+            .as_str()
+            .starts_with(&format!("{}/_drive/idp/authorize?", drive.endpoint))
+    );
+    let page = browser.send(browser.http().get(authorize.clone())).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("name=\"password\""), "{html}");
+    let mut fields: Vec<(String, String)> = authorize.query_pairs().into_owned().collect();
+    let post = format!("{}/_drive/idp/authorize", drive.endpoint);
+    fields.push(("username".into(), "alice".into()));
+    fields.push(("password".into(), "wrong".into()));
+    let refused = browser.send(browser.http().post(&post).form(&fields)).await;
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    fields.pop();
+    fields.push(("password".into(), "alice-pw".into()));
+    let back = browser.send(browser.http().post(&post).form(&fields)).await;
+    assert_eq!(back.status(), StatusCode::FOUND);
+    let callback = back.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        callback.starts_with(&format!("{url}/auth/callback?")),
+        "{callback}"
+    );
+    let done = browser.send(browser.http().get(&callback)).await;
+    assert_eq!(
+        done.status(),
+        StatusCode::FOUND,
+        "{}",
+        done.text().await.unwrap_or_default()
+    );
+    let me = json_of(
+        browser
+            .send(browser.http().get(format!("{url}/api/v1/me")))
+            .await,
+    )
+    .await;
+    assert_eq!(me["username"], "alice", "{me}");
+    assert_eq!(me["admin"], true, "roles reach the App Store: {me}");
+    // The development issuer sends codes only to this machine.
+    let mut evil: Vec<(String, String)> = fields
+        .iter()
+        .filter(|(k, _)| k != "redirect_uri")
+        .cloned()
+        .collect();
+    evil.push(("redirect_uri".into(), "https://evil.example/cb".into()));
+    let refused = browser.send(browser.http().post(&post).form(&evil)).await;
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    app.stop().await.unwrap();
+    drop(drive);
+}

@@ -9,7 +9,7 @@ mod principal;
 mod sealed;
 mod session;
 
-pub use dev_issuer::{DEV_AUDIENCE, DevIssuer, DevUser, GrantError};
+pub use dev_issuer::{Authorization, DEV_AUDIENCE, DevIssuer, DevUser, GrantError};
 pub use keyfile::{ALNUM, KeyFileError, Secret, load_server_key, random_string, write_private};
 pub use oidc::{ASYMMETRIC, IssuerConfig, Timing, Verified, Verifier, VerifyError};
 pub use principal::{ClaimMapping, Principal};
