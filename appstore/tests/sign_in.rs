@@ -315,3 +315,39 @@ async fn browsers_sign_in_through_drives_development_issuer() {
     app.stop().await.unwrap();
     drop(drive);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_issuer_without_browser_sign_in_gets_a_clear_answer() {
+    use s3_compat_tests::server::DriveProcess;
+    // An issuer that only hands out tokens: no authorization endpoint in its metadata.
+    let issuer_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let issuer = format!("http://{}", issuer_listener.local_addr().unwrap());
+    let metadata = json!({"issuer": issuer, "token_endpoint": format!("{issuer}/token"), "jwks_uri": format!("{issuer}/jwks")});
+    let router = axum::Router::new().route(
+        "/.well-known/openid-configuration",
+        axum::routing::get(move || {
+            let m = metadata.clone();
+            async move { axum::Json(m) }
+        }),
+    );
+    let server = tokio::spawn(async move { axum::serve(issuer_listener, router).await });
+    let drive = tokio::task::spawn_blocking(DriveProcess::start)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let database = format!("sqlite://{}/appstore.db?mode=rwc", dir.path().display());
+    let args = common::args(dir.path(), &drive.endpoint, &issuer, &database, &url);
+    let app = appstore::server::start(appstore::config::Config::resolve(args).unwrap(), listener)
+        .await
+        .unwrap();
+    let response = reqwest::get(format!("{url}/auth/login")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_IMPLEMENTED);
+    assert_eq!(
+        json_of(response).await["code"],
+        "browser-sign-in-unavailable"
+    );
+    app.stop().await.unwrap();
+    server.abort();
+}
