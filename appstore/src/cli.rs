@@ -32,11 +32,16 @@ pub struct Global {
 /// A client command.
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
-    /// Save the endpoint and a token (access token, or refresh token to refresh with).
+    /// Save the endpoint and a token: an access token (--token), a refresh token, or one
+    /// got by signing in with a browser (--browser).
     Login {
         /// Refresh token of the CLI client, refreshed before each command.
         #[arg(long, env = "APPSTORE_REFRESH_TOKEN", hide_env_values = true)]
         refresh_token: Option<String>,
+        /// Sign in with a browser: prints a URL to open, and waits for the identity
+        /// provider to send the browser back to this machine.
+        #[arg(long, conflicts_with = "refresh_token")]
+        browser: bool,
     },
     /// Build `<Name>.<Version>.wave` from an app directory (honours `.appignore`).
     Bundle {
@@ -216,7 +221,10 @@ pub fn run(global: Global, command: Command) -> ExitCode {
 async fn dispatch(global: &Global, command: Command) -> Result<(), Failure> {
     match command {
         Command::Bundle { dir, output } => bundle(&dir, output.as_deref(), global.json),
-        Command::Login { refresh_token } => login(global, refresh_token).await,
+        Command::Login {
+            refresh_token,
+            browser,
+        } => login(global, refresh_token, browser).await,
         Command::App(c) => app(&Client::new(global).await?, global.json, c).await,
         Command::Tag(c) => tag(&Client::new(global).await?, global.json, c).await,
     }
@@ -251,7 +259,11 @@ fn bundle(dir: &Path, output: Option<&Path>, json: bool) -> Result<(), Failure> 
     Ok(())
 }
 
-async fn login(global: &Global, refresh_token: Option<String>) -> Result<(), Failure> {
+async fn login(
+    global: &Global,
+    refresh_token: Option<String>,
+    browser: bool,
+) -> Result<(), Failure> {
     let path = settings_path(global);
     let mut settings = load_settings(&path)?;
     if let Some(endpoint) = &global.endpoint {
@@ -263,6 +275,11 @@ async fn login(global: &Global, refresh_token: Option<String>) -> Result<(), Fai
         .ok_or_else(|| fail("give the App Store URL with --endpoint"))?;
     let http = reqwest::Client::new();
     let config: Value = get_json(&http, &format!("{endpoint}/api/v1/config"), None).await?;
+    let refresh_token = match (refresh_token, browser) {
+        (Some(rt), _) => Some(rt),
+        (None, true) => Some(browser_sign_in(&http, &config).await?),
+        (None, false) => None,
+    };
     match (refresh_token, &global.token) {
         (Some(rt), _) => {
             settings.refresh_token = Some(rt);
@@ -276,7 +293,7 @@ async fn login(global: &Global, refresh_token: Option<String>) -> Result<(), Fai
         }
         (None, None) => {
             return Err(fail(format!(
-                "give --token ACCESS_TOKEN or --refresh-token TOKEN; tokens come from {}",
+                "give --browser, --token ACCESS_TOKEN or --refresh-token TOKEN; tokens come from {}",
                 config["issuer"].as_str().unwrap_or("the identity provider")
             )));
         }
@@ -297,6 +314,117 @@ async fn login(global: &Global, refresh_token: Option<String>) -> Result<(), Fai
         println!("{me}");
     }
     Ok(())
+}
+
+/// Signs in through a browser (authorization code + PKCE with a loopback redirect, RFC
+/// 8252): prints the URL to open, answers the provider's redirect on 127.0.0.1, and returns
+/// the refresh token the code is redeemed for.
+async fn browser_sign_in(http: &reqwest::Client, config: &Value) -> Result<String, Failure> {
+    use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+    let issuer = config["issuer"]
+        .as_str()
+        .ok_or_else(|| fail("the App Store names no issuer"))?;
+    let client_id = config["cliClientId"].as_str().unwrap_or("appstore-cli");
+    let metadata = get_json(
+        http,
+        &format!("{issuer}/.well-known/openid-configuration"),
+        None,
+    )
+    .await?;
+    let (Some(authorize), Some(token_endpoint)) = (
+        metadata["authorization_endpoint"].as_str(),
+        metadata["token_endpoint"].as_str(),
+    ) else {
+        return Err(fail(
+            "the identity provider offers no browser sign-in; use --token",
+        ));
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| fail(format!("cannot listen on 127.0.0.1: {e}")))?;
+    let port = listener
+        .local_addr()
+        .map_err(|e| fail(e.to_string()))?
+        .port();
+    let redirect_uri = format!("http://127.0.0.1:{port}/callback");
+    let verifier = shared_identity::random_string(64, crate::web::B64URL);
+    let state = shared_identity::random_string(32, crate::web::B64URL);
+    let mut url =
+        reqwest::Url::parse(authorize).map_err(|e| fail(format!("authorization endpoint: {e}")))?;
+    url.query_pairs_mut()
+        .append_pair("response_type", "code")
+        .append_pair("client_id", client_id)
+        .append_pair("redirect_uri", &redirect_uri)
+        .append_pair("scope", "openid offline_access profile email")
+        .append_pair("state", &state)
+        .append_pair("code_challenge", &crate::web::pkce_challenge(&verifier))
+        .append_pair("code_challenge_method", "S256");
+    eprintln!("Open this URL in a browser to sign in (waiting up to 5 minutes):\n  {url}");
+    let wait = async {
+        loop {
+            let (stream, _) = listener.accept().await.map_err(|e| fail(e.to_string()))?;
+            let mut reader = tokio::io::BufReader::new(stream);
+            let mut line = String::new();
+            reader
+                .read_line(&mut line)
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            let target = line
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or_default()
+                .to_owned();
+            let Ok(back) = reqwest::Url::parse(&format!("http://127.0.0.1{target}")) else {
+                continue;
+            };
+            if back.path() != "/callback" {
+                continue;
+            }
+            let params: std::collections::HashMap<String, String> =
+                back.query_pairs().into_owned().collect();
+            let page = "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n\
+                        Signed in; you can close this tab.\n";
+            let mut stream = reader.into_inner();
+            let _ = stream.write_all(page.as_bytes()).await;
+            let _ = stream.shutdown().await;
+            if let Some(error) = params.get("error") {
+                return Err(fail(format!(
+                    "the identity provider refused the sign-in: {error}"
+                )));
+            }
+            let same = params.get("state").is_some_and(|s| {
+                subtle::ConstantTimeEq::ct_eq(s.as_bytes(), state.as_bytes()).into()
+            });
+            match (same, params.get("code")) {
+                (true, Some(code)) => return Ok(code.clone()),
+                _ => return Err(fail("the sign-in came back without this login's state")),
+            }
+        }
+    };
+    let code = tokio::time::timeout(std::time::Duration::from_secs(300), wait)
+        .await
+        .map_err(|_| fail("no sign-in within 5 minutes"))??;
+    let response = http
+        .post(token_endpoint)
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", redirect_uri.as_str()),
+            ("client_id", client_id),
+            ("code_verifier", verifier.as_str()),
+        ])
+        .send()
+        .await
+        .map_err(|e| fail(format!("{token_endpoint}: {e}")))?;
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or_default();
+    match body["refresh_token"].as_str() {
+        Some(rt) if status.is_success() => Ok(rt.to_owned()),
+        _ => Err(fail(format!(
+            "redeeming the sign-in failed ({}); the provider must issue refresh tokens to {client_id}",
+            body["error"].as_str().unwrap_or(status.as_str())
+        ))),
+    }
 }
 
 async fn get_json(

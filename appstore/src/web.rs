@@ -24,7 +24,8 @@ pub const LOGIN_COOKIE: &str = "appstore_login";
 const LOGIN_TTL_MS: i64 = 10 * 60 * 1000;
 /// How long a session lasts without signing in again.
 const SESSION_TTL_MS: i64 = 12 * 3600 * 1000;
-const B64URL: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+/// The base64url alphabet, for random tokens that travel in URLs.
+pub const B64URL: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 /// Why a sign-in or a session failed.
 #[derive(Debug, thiserror::Error)]
@@ -93,7 +94,8 @@ fn hashed(id: &str) -> String {
     hex_simd::encode_to_string(Sha256::digest(id.as_bytes()), hex_simd::AsciiCase::Lower)
 }
 
-fn pkce_challenge(verifier: &str) -> String {
+/// The PKCE S256 challenge of `verifier` (RFC 7636).
+pub fn pkce_challenge(verifier: &str) -> String {
     base64_simd::URL_SAFE_NO_PAD.encode_to_string(Sha256::digest(verifier.as_bytes()))
 }
 

@@ -377,3 +377,92 @@ async fn appstore_serve_takes_flags_environment_and_toml_and_stops_on_sigterm() 
         "{out:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_signs_in_with_a_browser() {
+    use s3_compat_tests::server::DriveProcess;
+    use tokio::io::AsyncBufReadExt as _;
+    let drive_dir = tempfile::tempdir().unwrap();
+    let drive = tokio::task::spawn_blocking({
+        let dir = drive_dir.path().to_owned();
+        move || DriveProcess::start_in(&dir, &["--dev-user", "alice:alice-pw"])
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let database = format!("sqlite://{}/appstore.db?mode=rwc", dir.path().display());
+    // The embedded default: Drive's development issuer and its audience.
+    let mut args = common::args(dir.path(), &drive.endpoint, "", &database, &url);
+    args.oidc_provider_url = None;
+    args.oidc_audience = Vec::new();
+    args.oidc_cli_client_id = None;
+    args.oidc_full_access_role_name = None;
+    let config = appstore::config::Config::resolve(args).unwrap();
+    let app = appstore::server::start(config, listener).await.unwrap();
+
+    let conf = dir.path().join("cli.toml");
+    let mut login = tokio::process::Command::new(env!("CARGO_BIN_EXE_appstore"))
+        .args(["login", "--browser", "--endpoint", &url, "--conf"])
+        .arg(&conf)
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(login.stderr.take().unwrap()).lines();
+    let mut authorize = None;
+    while let Some(line) = lines.next_line().await.unwrap() {
+        if let Some(u) = line.trim().strip_prefix("http") {
+            authorize = Some(format!("http{u}"));
+            break;
+        }
+    }
+    let authorize =
+        reqwest::Url::parse(&authorize.expect("the CLI prints the sign-in URL")).unwrap();
+    assert!(
+        authorize
+            .as_str()
+            .starts_with(&format!("{}/_drive/idp/authorize?", drive.endpoint))
+    );
+    // The browser: the login page, the password, then the redirect back to the CLI.
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    assert_eq!(
+        browser
+            .get(authorize.clone())
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let mut fields: Vec<(String, String)> = authorize.query_pairs().into_owned().collect();
+    fields.push(("username".into(), "alice".into()));
+    fields.push(("password".into(), "alice-pw".into()));
+    let back = browser
+        .post(format!("{}/_drive/idp/authorize", drive.endpoint))
+        .form(&fields)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(back.status(), 302);
+    let to_cli = back.headers()["location"].to_str().unwrap().to_owned();
+    assert!(to_cli.starts_with("http://127.0.0.1:"), "{to_cli}");
+    let done = browser.get(&to_cli).send().await.unwrap();
+    assert_eq!(done.status(), 200);
+    let out = login.wait_with_output().await.unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("as alice"),
+        "{out:?}"
+    );
+    let saved = std::fs::read_to_string(&conf).unwrap();
+    assert!(saved.contains("RefreshToken"), "{saved}");
+    // The saved refresh token works for later commands.
+    let list = appstore(&conf, &["app", "list", "--json"]).await;
+    assert_eq!(ok(&list, "list after a browser sign-in").trim(), "[]");
+    app.stop().await.unwrap();
+}
