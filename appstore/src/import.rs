@@ -3,7 +3,7 @@
 //! was written; a replica that dies half-way leaves an `importing` row that the sweeper
 //! ([`Importer::sweep`]) removes later with its objects.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -279,25 +279,15 @@ impl Importer {
             self.repo.abort_import(&record.id).await?;
             removed += 1;
         }
-        let mut orphans = Vec::new();
-        let mut checked = BTreeSet::new();
+        // One listing, grouped by app id. Rows are written before objects, so objects
+        // whose row is gone belong to nobody and can go.
+        let mut by_app: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for key in self.store.list("apps/").await? {
-            let Some(id) = key.strip_prefix("apps/").and_then(|k| k.split('/').next()) else {
-                continue;
-            };
-            if checked.insert(id.to_owned()) && !self.repo.app_exists(id).await? {
-                orphans.push(id.to_owned());
+            if let Some(id) = key.strip_prefix("apps/").and_then(|k| k.split('/').next()) {
+                by_app.entry(id.to_owned()).or_default().push(key);
             }
         }
-        for id in orphans {
-            let keys: Vec<String> = self
-                .store
-                .list(&format!("apps/{id}/"))
-                .await?
-                .into_iter()
-                .collect();
-            // An import that started after the listing has its row by now; only rowless
-            // objects go.
+        for (id, keys) in by_app {
             if !self.repo.app_exists(&id).await? {
                 self.store.delete(&keys).await?;
                 removed += 1;

@@ -661,9 +661,12 @@ impl Repository {
                 })
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
-        let roles = sqlx::query("SELECT tag_id, kind, role FROM tag_roles ORDER BY role")
-            .fetch_all(&self.pool)
-            .await?;
+        let mut roles = Sql::new("SELECT tag_id, kind, role FROM tag_roles");
+        if let [tag] = tags.as_slice() {
+            roles.push(" WHERE tag_id = ").arg(&tag.id);
+        }
+        roles.push(" ORDER BY role");
+        let roles = roles.query().fetch_all(&self.pool).await?;
         for r in roles {
             let tag_id: String = r.try_get("tag_id")?;
             let Some(tag) = tags.iter_mut().find(|t| t.id == tag_id) else {

@@ -380,29 +380,11 @@ async fn appstore_serve_takes_flags_environment_and_toml_and_stops_on_sigterm() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_signs_in_with_a_browser() {
-    use s3_compat_tests::server::DriveProcess;
     use tokio::io::AsyncBufReadExt as _;
-    let drive_dir = tempfile::tempdir().unwrap();
-    let drive = tokio::task::spawn_blocking({
-        let dir = drive_dir.path().to_owned();
-        move || DriveProcess::start_in(&dir, &["--dev-user", "alice:alice-pw"])
-    })
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let database = format!("sqlite://{}/appstore.db?mode=rwc", dir.path().display());
-    // The embedded default: Drive's development issuer and its audience.
-    let mut args = common::args(dir.path(), &drive.endpoint, "", &database, &url);
-    args.oidc_provider_url = None;
-    args.oidc_audience = Vec::new();
-    args.oidc_cli_client_id = None;
-    args.oidc_full_access_role_name = None;
-    let config = appstore::config::Config::resolve(args).unwrap();
-    let app = appstore::server::start(config, listener).await.unwrap();
+    let stack = common::DevStack::start("alice:alice-pw").await;
+    let (url, drive_endpoint) = (stack.url.clone(), stack.drive_endpoint.clone());
 
-    let conf = dir.path().join("cli.toml");
+    let conf = stack.dir.path().join("cli.toml");
     let mut login = tokio::process::Command::new(env!("CARGO_BIN_EXE_appstore"))
         .args(["login", "--browser", "--endpoint", &url, "--conf"])
         .arg(&conf)
@@ -423,7 +405,7 @@ async fn the_cli_signs_in_with_a_browser() {
     assert!(
         authorize
             .as_str()
-            .starts_with(&format!("{}/_drive/idp/authorize?", drive.endpoint))
+            .starts_with(&format!("{}/_drive/idp/authorize?", drive_endpoint))
     );
     // The browser: the login page, the password, then the redirect back to the CLI.
     let browser = reqwest::Client::builder()
@@ -443,7 +425,7 @@ async fn the_cli_signs_in_with_a_browser() {
     fields.push(("username".into(), "alice".into()));
     fields.push(("password".into(), "alice-pw".into()));
     let back = browser
-        .post(format!("{}/_drive/idp/authorize", drive.endpoint))
+        .post(format!("{}/_drive/idp/authorize", drive_endpoint))
         .form(&fields)
         .send()
         .await
@@ -464,5 +446,5 @@ async fn the_cli_signs_in_with_a_browser() {
     // The saved refresh token works for later commands.
     let list = appstore(&conf, &["app", "list", "--json"]).await;
     assert_eq!(ok(&list, "list after a browser sign-in").trim(), "[]");
-    app.stop().await.unwrap();
+    stack.stop().await;
 }

@@ -232,27 +232,8 @@ async fn a_callback_from_another_browser_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browsers_sign_in_through_drives_development_issuer() {
-    use s3_compat_tests::server::DriveProcess;
-    let drive_dir = tempfile::tempdir().unwrap();
-    let drive = tokio::task::spawn_blocking({
-        let dir = drive_dir.path().to_owned();
-        move || DriveProcess::start_in(&dir, &["--dev-user", "alice:alice-pw::admin"])
-    })
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let database = format!("sqlite://{}/appstore.db?mode=rwc", dir.path().display());
-    // The embedded default: Drive's development issuer, its audience, a public client.
-    let mut args = common::args(dir.path(), &drive.endpoint, "", &database, &url);
-    args.oidc_provider_url = None;
-    args.oidc_audience = Vec::new();
-    args.oidc_client_secret = None;
-    args.oidc_full_access_role_name = None;
-    args.oidc_admin_role_name = None;
-    let config = appstore::config::Config::resolve(args).unwrap();
-    let app = appstore::server::start(config, listener).await.unwrap();
+    let stack = common::DevStack::start("alice:alice-pw::admin").await;
+    let (url, drive_endpoint) = (stack.url.clone(), stack.drive_endpoint.clone());
 
     let mut browser = Browser::new();
     let start = browser
@@ -267,14 +248,14 @@ async fn browsers_sign_in_through_drives_development_issuer() {
     assert!(
         authorize
             .as_str()
-            .starts_with(&format!("{}/_drive/idp/authorize?", drive.endpoint))
+            .starts_with(&format!("{}/_drive/idp/authorize?", drive_endpoint))
     );
     let page = browser.send(browser.http().get(authorize.clone())).await;
     assert_eq!(page.status(), StatusCode::OK);
     let html = page.text().await.unwrap();
     assert!(html.contains("name=\"password\""), "{html}");
     let mut fields: Vec<(String, String)> = authorize.query_pairs().into_owned().collect();
-    let post = format!("{}/_drive/idp/authorize", drive.endpoint);
+    let post = format!("{}/_drive/idp/authorize", drive_endpoint);
     fields.push(("username".into(), "alice".into()));
     fields.push(("password".into(), "wrong".into()));
     let refused = browser.send(browser.http().post(&post).form(&fields)).await;
@@ -312,8 +293,7 @@ async fn browsers_sign_in_through_drives_development_issuer() {
     evil.push(("redirect_uri".into(), "https://evil.example/cb".into()));
     let refused = browser.send(browser.http().post(&post).form(&evil)).await;
     assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
-    app.stop().await.unwrap();
-    drop(drive);
+    stack.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

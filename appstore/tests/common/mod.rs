@@ -249,6 +249,64 @@ impl Stack {
     }
 }
 
+/// The embedded default: an App Store trusting Drive's development issuer (its audience,
+/// a public client, default roles), Drive serving `dev_user`.
+pub struct DevStack {
+    /// The App Store's base URL.
+    pub url: String,
+    /// Drive's endpoint, with the issuer at `/_drive/idp`.
+    pub drive_endpoint: String,
+    /// The App Store's data directory.
+    pub dir: tempfile::TempDir,
+    app: Running,
+    _drive: DriveProcess,
+    _drive_dir: tempfile::TempDir,
+}
+
+impl DevStack {
+    /// Starts Drive with `dev_user` (`NAME:PASSWORD[:GROUPS[:ROLES]]`) and the App Store.
+    pub async fn start(dev_user: &str) -> Self {
+        let drive_dir = tempfile::tempdir().expect("temp dir");
+        let drive = tokio::task::spawn_blocking({
+            let dir = drive_dir.path().to_owned();
+            let user = dev_user.to_owned();
+            move || DriveProcess::start_in(&dir, &["--dev-user", &user])
+        })
+        .await
+        .expect("drive starts");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a loopback port");
+        let url = format!("http://{}", listener.local_addr().expect("bound"));
+        let database = format!("sqlite://{}/appstore.db?mode=rwc", dir.path().display());
+        let mut serve = args(dir.path(), &drive.endpoint, "", &database, &url);
+        serve.oidc_provider_url = None;
+        serve.oidc_audience = Vec::new();
+        serve.oidc_client_secret = None;
+        serve.oidc_cli_client_id = None;
+        serve.oidc_full_access_role_name = None;
+        serve.oidc_admin_role_name = None;
+        let config = Config::resolve(serve).expect("a valid configuration");
+        let app = appstore::server::start(config, listener)
+            .await
+            .expect("the App Store starts");
+        Self {
+            url,
+            drive_endpoint: drive.endpoint.clone(),
+            dir,
+            app,
+            _drive: drive,
+            _drive_dir: drive_dir,
+        }
+    }
+
+    /// Stops the App Store, then Drive.
+    pub async fn stop(self) {
+        self.app.stop().await.expect("the App Store stops cleanly");
+    }
+}
+
 /// A zip archive of `entries`, deflated.
 pub fn zip(entries: &[(&str, &[u8])]) -> Vec<u8> {
     let mut out = std::io::Cursor::new(Vec::new());
