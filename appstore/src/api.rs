@@ -40,6 +40,16 @@ pub struct AppState {
     pub verifier: Arc<Verifier>,
     /// What roles mean.
     pub roles: Roles,
+    /// Instances.
+    pub scheduler: crate::scheduler::Scheduler,
+    /// The instances' token broker.
+    pub broker: crate::broker::Broker,
+    /// Discovery as instances see it (the broker as issuer).
+    pub discovery: shared_identity::discovery::Discovery,
+    /// Forwarding to instances.
+    pub proxy: crate::proxy::Proxy,
+    /// Seals the tickets that hand a browser's session to an instance's host.
+    pub tickets: shared_identity::Sealer,
     /// Metrics.
     pub metrics: Metrics,
     /// Whether apps may be PUBLIC.
@@ -77,7 +87,7 @@ impl Problem {
         self
     }
 
-    fn internal(what: &str, e: &dyn std::fmt::Display) -> Self {
+    pub(crate) fn internal(what: &str, e: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %e, "{what}");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -117,7 +127,7 @@ impl IntoResponse for Problem {
     }
 }
 
-fn denied(d: Denied, what: &str) -> Problem {
+pub(crate) fn denied(d: Denied, what: &str) -> Problem {
     match d {
         Denied::SignIn => Problem::new(
             StatusCode::UNAUTHORIZED,
@@ -215,48 +225,67 @@ fn is_safe(method: &Method) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
+/// The caller a request's bearer token or session cookie names; with the session too, when
+/// a cookie did it.
+pub(crate) async fn identify(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<(Caller, Option<web::WebSession>), Problem> {
+    if let Some(auth) = headers.get(header::AUTHORIZATION) {
+        let token = auth
+            .to_str()
+            .ok()
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .ok_or_else(|| {
+                Problem::new(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid-token",
+                    "Authorization must be `Bearer <access token>`",
+                )
+            })?;
+        let verified = state.verifier.verify(token).await.map_err(|e| match e {
+            VerifyError::Provider(_) => {
+                tracing::error!(error = %e, "verifying an access token");
+                Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "identity-provider-unavailable",
+                    e.to_string(),
+                )
+            }
+            e => Problem::new(StatusCode::UNAUTHORIZED, "invalid-token", e.to_string()),
+        })?;
+        return Ok((state.roles.caller(verified.principal), None));
+    }
+    let Some(session_id) = cookie(headers, SESSION_COOKIE) else {
+        return Ok((Caller::Anonymous, None));
+    };
+    session_caller(state, session_id).await
+}
+
+/// The caller of browser session `session_id` (anonymous if it is not one).
+pub(crate) async fn session_caller(
+    state: &AppState,
+    session_id: &str,
+) -> Result<(Caller, Option<web::WebSession>), Problem> {
+    match state.sign_in.session(session_id).await {
+        Ok(Some(s)) => Ok((state.roles.caller(s.principal.clone()), Some(s))),
+        Ok(None) => Ok((Caller::Anonymous, None)),
+        Err(e) => Err(Problem::internal("looking up the session", &e)),
+    }
+}
+
 impl FromRequestParts<Shared> for Authn {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &Shared) -> Result<Self, Problem> {
-        if let Some(auth) = parts.headers.get(header::AUTHORIZATION) {
-            let token = auth
-                .to_str()
-                .ok()
-                .and_then(|v| {
-                    v.strip_prefix("Bearer ")
-                        .or_else(|| v.strip_prefix("bearer "))
-                })
-                .map(str::trim)
-                .ok_or_else(|| {
-                    Problem::new(
-                        StatusCode::UNAUTHORIZED,
-                        "invalid-token",
-                        "Authorization must be `Bearer <access token>`",
-                    )
-                })?;
-            let verified = state.verifier.verify(token).await.map_err(|e| match e {
-                VerifyError::Provider(_) => {
-                    tracing::error!(error = %e, "verifying an access token");
-                    Problem::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "identity-provider-unavailable",
-                        e.to_string(),
-                    )
-                }
-                e => Problem::new(StatusCode::UNAUTHORIZED, "invalid-token", e.to_string()),
-            })?;
-            return Ok(Authn(state.roles.caller(verified.principal)));
-        }
-        let Some(session_id) = cookie(&parts.headers, SESSION_COOKIE) else {
-            return Ok(Authn(Caller::Anonymous));
-        };
-        let session = match state.sign_in.session(session_id).await {
-            Ok(Some(s)) => s,
-            Ok(None) => return Ok(Authn(Caller::Anonymous)),
-            Err(e) => return Err(Problem::internal("looking up the session", &e)),
-        };
-        if !is_safe(&parts.method) {
+        let (caller, session) = identify(state, &parts.headers).await?;
+        if let Some(session) = session
+            && !is_safe(&parts.method)
+        {
             let sent = parts
                 .headers
                 .get("x-csrf-token")
@@ -269,11 +298,11 @@ impl FromRequestParts<Shared> for Authn {
                 ));
             }
         }
-        Ok(Authn(state.roles.caller(session.principal)))
+        Ok(Authn(caller))
     }
 }
 
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -336,13 +365,13 @@ fn tag_json(t: &Tag) -> Value {
 }
 
 /// A JSON body, or a problem saying why it is not one.
-fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, Problem> {
+pub(crate) fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, Problem> {
     body.map(|Json(v)| v)
         .map_err(|e| Problem::new(e.status(), "invalid-body", e.body_text()))
 }
 
 /// Query parameters, or a problem saying which is wrong.
-fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, Problem> {
+pub(crate) fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, Problem> {
     q.map(|Query(v)| v)
         .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "invalid-query", e.body_text()))
 }
@@ -376,7 +405,7 @@ struct ListQuery {
     page_token: Option<String>,
 }
 
-fn parse_visibility(s: &str) -> Result<Visibility, Problem> {
+pub(crate) fn parse_visibility(s: &str) -> Result<Visibility, Problem> {
     Visibility::parse(s).ok_or_else(|| {
         Problem::new(
             StatusCode::BAD_REQUEST,
@@ -543,7 +572,7 @@ async fn update_app(
     )))
 }
 
-async fn stream_object(
+pub(crate) async fn stream_object(
     state: &AppState,
     key: &str,
     content_type: &str,
@@ -850,7 +879,7 @@ struct LoginQuery {
     return_to: Option<String>,
 }
 
-fn redirect(location: &str) -> Response {
+pub(crate) fn redirect(location: &str) -> Response {
     let mut r = StatusCode::FOUND.into_response();
     if let Ok(v) = HeaderValue::from_str(location) {
         r.headers_mut().insert(header::LOCATION, v);
@@ -860,7 +889,7 @@ fn redirect(location: &str) -> Response {
     r
 }
 
-fn set_cookie(response: &mut Response, value: &str) {
+pub(crate) fn set_cookie(response: &mut Response, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
         response.headers_mut().append(header::SET_COOKIE, v);
     }
@@ -1070,7 +1099,15 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<Shared>)> {
         (Method::GET, "/auth/callback", get(callback)),
         (Method::GET, "/auth/session", get(session_info)),
         (Method::POST, "/auth/logout", post(logout)),
+        (
+            Method::GET,
+            "/auth/instance/{id}",
+            get(crate::router::hand_off),
+        ),
     ]
+    .into_iter()
+    .chain(crate::instances::routes())
+    .collect()
 }
 
 async fn no_route() -> Problem {

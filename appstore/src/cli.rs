@@ -58,6 +58,67 @@ pub enum Command {
     /// Tags.
     #[command(subcommand)]
     Tag(TagCommand),
+    /// App instances.
+    #[command(subcommand)]
+    Instance(InstanceCommand),
+}
+
+/// `appstore instance …`.
+#[derive(Debug, clap::Subcommand)]
+pub enum InstanceCommand {
+    /// List your instances (everyone's with --all, for admins).
+    List {
+        /// Every user's instances.
+        #[arg(long)]
+        all: bool,
+        /// Only instances of this app id.
+        #[arg(long)]
+        app: Option<String>,
+    },
+    /// Show one instance.
+    Get {
+        /// Instance id.
+        id: String,
+    },
+    /// Phase, reason, restarts and last failure.
+    Status {
+        /// Instance id.
+        id: String,
+    },
+    /// Print the instance log.
+    Logs {
+        /// Instance id.
+        id: String,
+        /// The previous run's log.
+        #[arg(long, short)]
+        previous: bool,
+        /// Keep printing new lines.
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// Stop an instance's processes, keeping its volume.
+    Suspend {
+        /// Instance id.
+        id: String,
+    },
+    /// Start a suspended instance again.
+    Resume {
+        /// Instance id.
+        id: String,
+    },
+    /// Stop an instance for good and revoke its credentials.
+    Terminate {
+        /// Instance id.
+        id: String,
+    },
+    /// Change who may open an instance.
+    Update {
+        /// Instance id.
+        id: String,
+        /// PRIVATE, ALL_USERS or PUBLIC.
+        #[arg(long, short)]
+        visibility: String,
+    },
 }
 
 /// `appstore app …`.
@@ -100,6 +161,17 @@ pub enum AppCommand {
         /// PRIVATE, ALL_USERS or PUBLIC.
         #[arg(long, short)]
         visibility: String,
+    },
+    /// Run an app: start an instance and print its URL.
+    Run {
+        /// App id.
+        id: String,
+        /// PRIVATE, ALL_USERS or PUBLIC [default: PRIVATE].
+        #[arg(long, short)]
+        visibility: Option<String>,
+        /// DOMAIN or BASE_URL [default: the app's or the server's].
+        #[arg(long)]
+        routing_mode: Option<String>,
     },
     /// Download an app's bundle.
     Download {
@@ -227,6 +299,7 @@ async fn dispatch(global: &Global, command: Command) -> Result<(), Failure> {
         } => login(global, refresh_token, browser).await,
         Command::App(c) => app(&Client::new(global).await?, global.json, c).await,
         Command::Tag(c) => tag(&Client::new(global).await?, global.json, c).await,
+        Command::Instance(c) => instance(&Client::new(global).await?, global.json, c).await,
     }
 }
 
@@ -754,6 +827,165 @@ async fn app(client: &Client, json: bool, command: AppCommand) -> Result<(), Fai
             show(&client.send(request).await?);
         }
         AppCommand::Download { id, path } => download(client, &id, path, json).await?,
+        AppCommand::Run {
+            id,
+            visibility,
+            routing_mode,
+        } => {
+            let request = client
+                .request(
+                    Method::POST,
+                    &format!("/api/v1/apps/{}/instances", segment(&id)?),
+                )
+                .json(
+                    &serde_json::json!({ "visibility": visibility, "routingMode": routing_mode }),
+                );
+            let instance = client.send(request).await?;
+            if json {
+                println!("{instance}");
+            } else {
+                print_instance(&instance);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_instance(i: &Value) {
+    let s = |v: &Value| v.as_str().unwrap_or("").to_owned();
+    println!("ID:          {}", s(&i["id"]));
+    println!(
+        "App:         {} {} ({})",
+        s(&i["appTitle"]),
+        s(&i["appVersion"]),
+        s(&i["appId"])
+    );
+    println!("Owner:       {}", s(&i["owner"]));
+    println!("Visibility:  {}", s(&i["visibility"]));
+    println!("Routing:     {}", s(&i["routingMode"]));
+    println!("Status:      {}", s(&i["status"]["phase"]));
+    println!("URL:         {}", s(&i["url"]));
+}
+
+async fn instance(client: &Client, json: bool, command: InstanceCommand) -> Result<(), Failure> {
+    use reqwest::Method;
+    let path = |id: &str, rest: &str| -> Result<String, Failure> {
+        Ok(format!("/api/v1/instances/{}{rest}", segment(id)?))
+    };
+    let show = |v: &Value| {
+        if json {
+            println!("{v}");
+        } else {
+            print_instance(v);
+        }
+    };
+    match command {
+        InstanceCommand::List { all, app } => {
+            let mut params: Vec<(&str, String)> = Vec::new();
+            if all {
+                params.push(("all", "true".into()));
+            }
+            params.extend(app.map(|a| ("app", a)));
+            let list = client
+                .send(
+                    client
+                        .request(Method::GET, "/api/v1/instances")
+                        .query(&params),
+                )
+                .await?;
+            if json {
+                println!("{}", list["instances"]);
+                return Ok(());
+            }
+            let s = |v: &Value| v.as_str().unwrap_or("").to_owned();
+            let rows: Vec<Vec<String>> = list["instances"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .map(|i| {
+                    vec![
+                        s(&i["id"]),
+                        format!("{} {}", s(&i["appTitle"]), s(&i["appVersion"])),
+                        s(&i["owner"]),
+                        s(&i["status"]["phase"]),
+                        s(&i["visibility"]),
+                        s(&i["url"]),
+                    ]
+                })
+                .collect();
+            table(
+                &["ID", "APP", "OWNER", "STATUS", "VISIBILITY", "URL"],
+                &rows,
+            );
+        }
+        InstanceCommand::Get { id } => show(&client.get(&path(&id, "")?).await?),
+        InstanceCommand::Status { id } => {
+            let status = client.get(&path(&id, "/status")?).await?;
+            if json {
+                println!("{status}");
+            } else {
+                let s = |v: &Value| v.as_str().unwrap_or("-").to_owned();
+                println!("Phase:         {}", s(&status["phase"]));
+                println!("Reason:        {}", s(&status["reason"]));
+                println!("Restarts:      {}", status["restarts"]);
+                println!("Last failure:  {}", s(&status["lastFailure"]));
+            }
+        }
+        InstanceCommand::Logs {
+            id,
+            previous,
+            follow,
+        } => {
+            use futures::StreamExt;
+            let request = client.request(Method::GET, &path(&id, "/logs")?).query(&[
+                ("previous", previous.to_string()),
+                ("follow", follow.to_string()),
+            ]);
+            let response = request
+                .send()
+                .await
+                .map_err(|e| fail(format!("{}: {e}", client.endpoint)))?;
+            if !response.status().is_success() {
+                answer(response).await?;
+                return Ok(());
+            }
+            let mut body = response.bytes_stream();
+            let mut out = std::io::stdout();
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(|e| fail(format!("reading the log: {e}")))?;
+                std::io::Write::write_all(&mut out, &chunk)
+                    .map_err(|e| fail(format!("writing the log: {e}")))?;
+            }
+        }
+        InstanceCommand::Suspend { id } => {
+            show(
+                &client
+                    .send(client.request(Method::POST, &path(&id, "/suspend")?))
+                    .await?,
+            );
+        }
+        InstanceCommand::Resume { id } => {
+            show(
+                &client
+                    .send(client.request(Method::POST, &path(&id, "/resume")?))
+                    .await?,
+            );
+        }
+        InstanceCommand::Terminate { id } => {
+            client
+                .send(client.request(Method::DELETE, &path(&id, "")?))
+                .await?;
+            if !json {
+                println!("Terminated {id}");
+            }
+        }
+        InstanceCommand::Update { id, visibility } => {
+            let request = client
+                .request(Method::PATCH, &path(&id, "")?)
+                .json(&serde_json::json!({ "visibility": visibility }));
+            show(&client.send(request).await?);
+        }
     }
     Ok(())
 }

@@ -132,6 +132,56 @@ pub struct ServeArgs {
     /// [default: generated as <data-dir>/session-key].
     #[arg(long, env = "APPSTORE_SESSION_KEY_FILE")]
     pub session_key_file: Option<PathBuf>,
+    /// Most instances one full-access user may have [default: 10].
+    #[arg(long, env = "H2O_CLOUD_SCHEDULER_INSTANCE_LIMIT")]
+    pub instance_limit: Option<i64>,
+    /// Most instances one visitor may have [default: 5].
+    #[arg(long, env = "H2O_CLOUD_SCHEDULER_VISITOR_INSTANCE_LIMIT")]
+    pub visitor_instance_limit: Option<i64>,
+    /// Time limit in seconds of run, suspend, resume and terminate [default: 300].
+    #[arg(long, env = "H2O_CLOUD_SCHEDULER_WRITE_TIMEOUT_SECONDS")]
+    pub write_timeout_seconds: Option<u64>,
+    /// Memory limit of an instance whose app.toml sets none [default: 2Gi].
+    #[arg(long, env = "H2O_CLOUD_SCHEDULER_DEFAULT_MEMORY_LIMIT")]
+    pub default_memory_limit: Option<String>,
+    /// Domain under which instances answer as `<instance-id>.<domain>` (DOMAIN routing)
+    /// [default: localhost].
+    #[arg(long, env = "APPSTORE_APPS_DOMAIN")]
+    pub apps_domain: Option<String>,
+    /// Routing mode of new instances: DOMAIN or BASE_URL [default: DOMAIN].
+    #[arg(long, env = "APPSTORE_ROUTING_MODE")]
+    pub routing_mode: Option<String>,
+    /// Directory of the local runtime's instances [default: <data-dir>/instances].
+    #[arg(long, env = "APPSTORE_INSTANCES_DIR")]
+    pub instances_dir: Option<PathBuf>,
+    /// The launcher program [default: appstore-launcher beside this program].
+    #[arg(long, env = "APPSTORE_LAUNCHER")]
+    pub launcher: Option<PathBuf>,
+    /// Python interpreter for app virtualenvs [default: python3].
+    #[arg(long, env = "APPSTORE_PYTHON")]
+    pub python: Option<PathBuf>,
+    /// pip's cache, shared by instances [default: <data-dir>/pip-cache].
+    #[arg(long, env = "APPSTORE_PIP_CACHE_DIR")]
+    pub pip_cache_dir: Option<PathBuf>,
+    /// Built virtualenvs, shared by instances with the same requirements
+    /// [default: <data-dir>/venvs].
+    #[arg(long, env = "APPSTORE_VENV_CACHE_DIR")]
+    pub venv_cache_dir: Option<PathBuf>,
+    /// A directory of wheels pip may install from.
+    #[arg(long, env = "APPSTORE_WHEELHOUSE")]
+    pub wheelhouse: Option<PathBuf>,
+    /// Install requirements only from the wheelhouse and bundled wheels [default: false].
+    #[arg(long, env = "APPSTORE_PIP_OFFLINE")]
+    pub pip_offline: Option<bool>,
+    /// Drive's URL as instances reach it (S3 and STS) [default: the Drive endpoint].
+    #[arg(long, env = "APPSTORE_DRIVE_PUBLIC_URL")]
+    pub drive_public_url: Option<String>,
+    /// `aud` of the access tokens the broker gives instances [default: drive].
+    #[arg(long, env = "APPSTORE_BROKER_AUDIENCE")]
+    pub broker_audience: Option<String>,
+    /// Lifetime in seconds of the broker's access tokens [default: 900].
+    #[arg(long, env = "APPSTORE_BROKER_TOKEN_TTL_SECS")]
+    pub broker_token_ttl_secs: Option<u64>,
 }
 
 /// How log lines are written.
@@ -250,6 +300,45 @@ pub struct Config {
     pub cookie_secure: bool,
     /// Session key file.
     pub session_key_file: Option<PathBuf>,
+    /// Instances.
+    pub scheduler: SchedulerConfig,
+}
+
+/// How instances run and what they may use.
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    /// Most instances per full-access user.
+    pub instance_limit: i64,
+    /// Most instances per visitor.
+    pub visitor_instance_limit: i64,
+    /// Time limit of run, suspend, resume and terminate.
+    pub write_timeout: std::time::Duration,
+    /// Memory limit in bytes when app.toml sets none.
+    pub default_memory_limit: u64,
+    /// Domain of DOMAIN-routed instances.
+    pub apps_domain: String,
+    /// Routing mode of new instances (`DOMAIN` or `BASE_URL`).
+    pub routing_mode: String,
+    /// The local runtime's directory.
+    pub instances_dir: PathBuf,
+    /// The launcher program.
+    pub launcher: PathBuf,
+    /// Python for virtualenvs.
+    pub python: PathBuf,
+    /// pip's cache.
+    pub pip_cache_dir: PathBuf,
+    /// Shared virtualenvs.
+    pub venv_cache_dir: PathBuf,
+    /// Extra wheels.
+    pub wheelhouse: Option<PathBuf>,
+    /// No index, only local wheels.
+    pub pip_offline: bool,
+    /// Drive as instances reach it.
+    pub drive_public_url: String,
+    /// `aud` of broker tokens.
+    pub broker_audience: String,
+    /// Lifetime of broker tokens.
+    pub broker_token_ttl: std::time::Duration,
 }
 
 #[derive(Deserialize)]
@@ -282,14 +371,20 @@ impl Config {
                 oidc_client_id, oidc_client_secret, oidc_cli_client_id, oidc_scopes,
                 oidc_redirect_url, oidc_end_session_url, oidc_role_claim, oidc_admin_role_name,
                 oidc_full_access_role_name, public_mode_enabled, app_version_limit,
-                cookie_secure, session_key_file;
+                cookie_secure, session_key_file, instance_limit, visitor_instance_limit,
+                write_timeout_seconds, default_memory_limit, apps_domain, routing_mode,
+                instances_dir, launcher, python, pip_cache_dir, venv_cache_dir, wheelhouse,
+                pip_offline, drive_public_url, broker_audience, broker_token_ttl_secs;
                 oidc_audience, allowed_gpu_types, env_allow, custom_image_allow, runtime_version);
         }
         let listen = args
             .listen
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
-        let data_dir = args.data_dir.unwrap_or_else(|| "appstore-data".into());
-        let database_url = args.database_url.unwrap_or_else(|| {
+        let data_dir = args
+            .data_dir
+            .take()
+            .unwrap_or_else(|| "appstore-data".into());
+        let database_url = args.database_url.take().unwrap_or_else(|| {
             Secret::from(format!(
                 "sqlite://{}/appstore.db?mode=rwc",
                 data_dir.display()
@@ -297,12 +392,15 @@ impl Config {
         });
         let public_url = trim_url(
             args.public_url
+                .take()
                 .unwrap_or_else(|| format!("http://{listen}")),
         );
         let endpoint = trim_url(
             args.drive_endpoint
+                .take()
                 .unwrap_or_else(|| "http://127.0.0.1:9000".into()),
         );
+        let scheduler = scheduler_config(&mut args, &data_dir, &endpoint)?;
         let (access_key, secret_key) = drive_keys(
             args.drive_access_key,
             args.drive_secret_key,
@@ -348,6 +446,7 @@ impl Config {
             return Err(invalid("app-version-limit", "must not be negative"));
         }
         Ok(Self {
+            scheduler,
             listen,
             database_url,
             public_url,
@@ -372,6 +471,87 @@ impl Config {
             data_dir,
         })
     }
+}
+
+fn scheduler_config(
+    args: &mut ServeArgs,
+    data_dir: &Path,
+    drive_endpoint: &str,
+) -> Result<SchedulerConfig, ConfigError> {
+    let instance_limit = args.instance_limit.unwrap_or(10);
+    let visitor_instance_limit = args.visitor_instance_limit.unwrap_or(5);
+    if instance_limit < 0 || visitor_instance_limit < 0 {
+        return Err(invalid("instance-limit", "must not be negative"));
+    }
+    let memory = args
+        .default_memory_limit
+        .take()
+        .unwrap_or_else(|| "2Gi".into());
+    let default_memory_limit =
+        crate::bundle::manifest::quantity_bytes(&memory).ok_or_else(|| {
+            invalid(
+                "default-memory-limit",
+                format!("{memory:?} is not a quantity like 512Mi or 2Gi"),
+            )
+        })?;
+    let routing_mode = args.routing_mode.take().unwrap_or_else(|| "DOMAIN".into());
+    if routing_mode != "DOMAIN" && routing_mode != "BASE_URL" {
+        return Err(invalid("routing-mode", "must be DOMAIN or BASE_URL"));
+    }
+    let apps_domain = args
+        .apps_domain
+        .take()
+        .unwrap_or_else(|| "localhost".into());
+    if apps_domain.is_empty() || apps_domain.contains(['/', ':', ' ']) {
+        return Err(invalid(
+            "apps-domain",
+            "must be a host name such as apps.example.com",
+        ));
+    }
+    let launcher = args.launcher.take().unwrap_or_else(|| {
+        std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(|d| d.join("appstore-launcher")))
+            .unwrap_or_else(|| "appstore-launcher".into())
+    });
+    Ok(SchedulerConfig {
+        instance_limit,
+        visitor_instance_limit,
+        write_timeout: std::time::Duration::from_secs(
+            args.write_timeout_seconds.unwrap_or(300).max(1),
+        ),
+        default_memory_limit,
+        apps_domain: apps_domain.to_ascii_lowercase(),
+        routing_mode,
+        instances_dir: args
+            .instances_dir
+            .take()
+            .unwrap_or_else(|| data_dir.join("instances")),
+        launcher,
+        python: args.python.take().unwrap_or_else(|| "python3".into()),
+        pip_cache_dir: args
+            .pip_cache_dir
+            .take()
+            .unwrap_or_else(|| data_dir.join("pip-cache")),
+        venv_cache_dir: args
+            .venv_cache_dir
+            .take()
+            .unwrap_or_else(|| data_dir.join("venvs")),
+        wheelhouse: args.wheelhouse.take(),
+        pip_offline: args.pip_offline.unwrap_or(false),
+        drive_public_url: trim_url(
+            args.drive_public_url
+                .take()
+                .unwrap_or_else(|| drive_endpoint.to_owned()),
+        ),
+        broker_audience: args
+            .broker_audience
+            .take()
+            .unwrap_or_else(|| "drive".into()),
+        broker_token_ttl: std::time::Duration::from_secs(
+            args.broker_token_ttl_secs.unwrap_or(900).max(1),
+        ),
+    })
 }
 
 fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {

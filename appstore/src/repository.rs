@@ -532,6 +532,17 @@ impl Repository {
         Ok(out)
     }
 
+    /// A ready app by id, whoever asks (for the scheduler's own use).
+    pub async fn ready_app(&self, id: &str) -> Result<Option<AppRecord>, RepoError> {
+        let row = sqlx::query(&format!(
+            "SELECT {APP_COLUMNS} FROM apps a WHERE a.state = 'ready' AND a.id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| app_from_row(&r, Vec::new())).transpose()
+    }
+
     /// Deletes an app unless it has instances; returns whether a row went.
     pub async fn delete(&self, id: &str) -> Result<bool, RepoError> {
         let mut tx = self.pool.begin().await?;

@@ -1,22 +1,29 @@
-//! Wiring: opens the database and Drive, builds the API, serves it, sweeps abandoned
-//! imports, and shuts down gracefully.
+//! Wiring: opens the database, Drive and the local runtime, builds the API and the instance
+//! router, serves them, sweeps abandoned imports, retries revocations, and shuts down
+//! gracefully.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
+use shared_identity::discovery::Discovery;
 use shared_identity::{IssuerConfig, Sealer, Timing, Verifier};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::api::{self, AppState};
 use crate::authz::Roles;
+use crate::broker::Broker;
 use crate::bundle::manifest::Policy;
 use crate::config::Config;
 use crate::import::{ImportSettings, Importer};
 use crate::metrics::Metrics;
+use crate::proxy::Proxy;
 use crate::repository::Repository;
+use crate::scheduler::local::{LauncherSettings, LocalRuntime};
+use crate::scheduler::revocation::Revoker;
+use crate::scheduler::{Endpoints, Scheduler};
 use crate::store::Store;
 use crate::web::SignIn;
 
@@ -96,6 +103,7 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Sta
         config.session_key_file.as_deref(),
         &config.data_dir.join("session-key"),
     )?;
+    let addr = listener.local_addr()?;
     let mut issuer = IssuerConfig::new(config.oidc.issuer.clone(), config.oidc.audiences.clone());
     issuer.claims.roles.clone_from(&config.oidc.role_claim);
     let verifier = Arc::new(Verifier::new(vec![issuer.clone()], Timing::default()));
@@ -114,7 +122,54 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Sta
             spool_dir: config.data_dir.join("spool"),
         },
     );
+    let internal = if addr.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        addr
+    };
+    let sched = &config.scheduler;
+    let runtime = LocalRuntime::open(
+        sched.instances_dir.clone(),
+        LauncherSettings {
+            program: sched.launcher.clone(),
+            appstore_url: format!("http://{internal}"),
+            python: sched.python.clone(),
+            pip_cache: sched.pip_cache_dir.clone(),
+            venv_cache: sched.venv_cache_dir.clone(),
+            wheelhouse: sched.wheelhouse.clone(),
+            offline: sched.pip_offline,
+        },
+    )?;
+    let revoker = Revoker::new(config.drive.clone(), repo.clone());
+    let scheduler = Scheduler::new(
+        repo.clone(),
+        Arc::new(runtime),
+        sched.clone(),
+        Endpoints {
+            public_url: config.public_url.clone(),
+        },
+        revoker.clone(),
+        config.public_mode,
+    );
+    let broker = Broker::new(
+        &config.public_url,
+        &key,
+        sched.broker_audience.clone(),
+        sched.broker_token_ttl,
+    );
+    let discovery = Discovery {
+        issuer: broker.issuer().to_owned(),
+        client_id: "appstore-instance".into(),
+        scope: "openid".into(),
+        public_url: Some(config.public_url.clone()),
+        drive_url: Some(sched.drive_public_url.clone()),
+    };
     let state = Arc::new(AppState {
+        scheduler,
+        broker,
+        discovery,
+        proxy: Proxy::default(),
+        tickets: Sealer::new(key.clone(), Vec::new()),
         sign_in: SignIn::new(
             config.oidc.clone(),
             repo.clone(),
@@ -139,9 +194,9 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Sta
         public_mode: config.public_mode,
         cookie_secure: config.cookie_secure,
     });
-    let addr = listener.local_addr()?;
     let (stop, mut stopped) = watch::channel(false);
     let mut sweep_stopped = stopped.clone();
+    tokio::spawn(revoker.retry_loop(stopped.clone()));
     tokio::spawn(async move {
         loop {
             match importer.sweep().await {
@@ -157,13 +212,19 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Sta
             }
         }
     });
-    let app = api::router(state);
+    let app = api::router(Arc::clone(&state)).layer(axum::middleware::from_fn_with_state(
+        state,
+        crate::router::route,
+    ));
     let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            })
-            .await
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        })
+        .await
     });
     Ok(Running { addr, stop, task })
 }

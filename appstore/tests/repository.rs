@@ -307,8 +307,9 @@ async fn import_round_trip(db: Db) {
         .await
         .unwrap();
     sqlx::query(
-        "INSERT INTO instances (id, app_id, owner_subject, status, created_at, updated_at) \
-         VALUES ('i-1', $1, 'x', 'DEPLOYED', 0, 0)",
+        "INSERT INTO instances (id, app_id, owner_subject, owner_name, principal, visibility, \
+         routing_mode, token_hash, suspended, created_at, updated_at) \
+         VALUES ('i-1', $1, 'x', 'x', '{}', 'PRIVATE', 'DOMAIN', 'h', 0, 0, 0)",
     )
     .bind(&id)
     .execute(pool.pool())

@@ -1,7 +1,8 @@
-//! Drive's own HTTP API (JSON, OIDC bearer tokens) under `/_drive/api/v1/` — a path no
-//! bucket can have. Users manage their long-term access keys here:
+//! Drive's own HTTP API (JSON) under `/_drive/api/v1/` — a path no bucket can have.
+//! Users manage their long-term access keys here with OIDC bearer tokens:
 //! `GET keys` lists them, `POST keys` creates one (the secret is shown once),
-//! `DELETE keys/<id>` revokes one.
+//! `DELETE keys/<id>` revokes one. The App Store, holding the root credentials (HTTP
+//! Basic), revokes terminated app instances: `POST revocations` with `{"instance_id": …}`.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -13,7 +14,9 @@ use hyper::body::Incoming;
 use serde_json::{Value, json};
 use shared_identity::{Principal, Verifier};
 
+use crate::credentials::RootCredentials;
 use crate::keys::{KeyInfo, KeyStore, KeyStoreError};
+use crate::revocations::{self, Revocations};
 
 /// The path prefix of the API.
 pub const PREFIX: &str = "/_drive/api/v1/";
@@ -26,19 +29,44 @@ pub struct Api {
     pub verifier: Arc<Verifier>,
     /// The access keys.
     pub keys: Arc<KeyStore>,
+    /// The revoked app instances.
+    pub revocations: Arc<Revocations>,
+    /// The root credentials, which alone may revoke instances.
+    pub root: RootCredentials,
+}
+
+/// The caller of a bearer-token route.
+struct Caller {
+    principal: Principal,
+    /// The app instance the token was minted for, if a token broker minted it.
+    instance: Option<String>,
 }
 
 impl Api {
     /// Answers one API request.
     pub async fn handle(&self, req: Request<Incoming>) -> Response<s3s::Body> {
-        let principal = match self.principal(&req).await {
-            Ok(p) => p,
-            Err(response) => return response,
-        };
         let path = req.uri().path()[PREFIX.len()..].to_owned();
         let method = req.method().clone();
+        if (&method, path.as_str()) == (&Method::POST, "revocations") {
+            return self.revoke_instance(req).await;
+        }
+        let Caller {
+            principal,
+            instance,
+        } = match self.caller(&req).await {
+            Ok(c) => c,
+            Err(response) => return response,
+        };
         let result = match (method, path.split('/').collect::<Vec<_>>().as_slice()) {
             (Method::GET, ["keys"]) => self.list(&principal).await,
+            // A long-term key would outlive the instance: instances use STS only.
+            (Method::POST, ["keys"]) if instance.is_some() => {
+                return error(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    "Tokens minted for an app instance cannot create long-term access keys.",
+                );
+            }
             (Method::POST, ["keys"]) => match read_json(req).await {
                 Ok(body) => self.create(&principal, &body).await,
                 Err(response) => return response,
@@ -52,17 +80,14 @@ impl Api {
             }
             e => {
                 tracing::error!(error = %e, "key store failed");
-                error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "The key store is unavailable; try again.",
-                )
+                unavailable("The key store")
             }
         })
     }
 
-    /// The caller, from an `Authorization: Bearer` OIDC access token.
-    async fn principal(&self, req: &Request<Incoming>) -> Result<Principal, Response<s3s::Body>> {
+    /// The caller, from an `Authorization: Bearer` OIDC access token; tokens minted for a
+    /// revoked app instance are refused.
+    async fn caller(&self, req: &Request<Incoming>) -> Result<Caller, Response<s3s::Body>> {
         let unauthorized = |message: &str| error(StatusCode::UNAUTHORIZED, "unauthorized", message);
         let token = req
             .headers()
@@ -75,11 +100,76 @@ impl Api {
             .ok_or_else(|| {
                 unauthorized("Send an OIDC access token: Authorization: Bearer <token>.")
             })?;
-        self.verifier
+        let verified = self
+            .verifier
             .verify(token.trim())
             .await
-            .map(|v| v.principal)
-            .map_err(|e| unauthorized(&e.to_string()))
+            .map_err(|e| unauthorized(&e.to_string()))?;
+        if let Some(instance) = &verified.instance {
+            match self.revocations.is_revoked(instance).await {
+                Ok(false) => {}
+                Ok(true) => {
+                    return Err(unauthorized(
+                        "The token was minted for an app instance that has been terminated.",
+                    ));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "instance revocation lookup failed");
+                    return Err(unavailable("The revocation list"));
+                }
+            }
+        }
+        Ok(Caller {
+            principal: verified.principal,
+            instance: verified.instance,
+        })
+    }
+
+    /// `POST revocations`: the root credentials (HTTP Basic) revoke an app instance, so its
+    /// broker tokens and the session credentials minted from them are refused from now on.
+    async fn revoke_instance(&self, req: Request<Incoming>) -> Response<s3s::Body> {
+        let authorized = basic_credentials(req.headers())
+            .is_some_and(|(access, secret)| self.root.matches(&access, &secret));
+        if !authorized {
+            let mut response = error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Send the root credentials: Authorization: Basic <access key:secret key>.",
+            );
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Basic realm=\"drive\""),
+            );
+            return response;
+        }
+        let body = match read_json(req).await {
+            Ok(body) => body,
+            Err(response) => return response,
+        };
+        let Some(instance) = body
+            .get("instance_id")
+            .and_then(Value::as_str)
+            .filter(|id| revocations::is_valid_id(id))
+        else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "instance_id must be 1 to 128 characters of letters, digits, - and _.",
+            );
+        };
+        match self.revocations.revoke(instance).await {
+            Ok(()) => {
+                tracing::info!(instance, "app instance revoked");
+                Response::builder()
+                    .status(StatusCode::NO_CONTENT)
+                    .body(s3s::Body::empty())
+                    .expect("static response")
+            }
+            Err(e) => {
+                tracing::error!(error = %e, instance, "instance revocation failed");
+                unavailable("The revocation list")
+            }
+        }
     }
 
     async fn list(&self, principal: &Principal) -> Result<Response<s3s::Body>, KeyStoreError> {
@@ -123,6 +213,30 @@ impl Api {
             ))
         }
     }
+}
+
+/// A 503 saying that `what` is unavailable.
+fn unavailable(what: &str) -> Response<s3s::Body> {
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        &format!("{what} is unavailable; try again."),
+    )
+}
+
+/// The access key and secret of an `Authorization: Basic` header.
+fn basic_credentials(headers: &http::HeaderMap) -> Option<(String, String)> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64_simd::STANDARD
+        .decode_to_vec(encoded.trim())
+        .ok()
+        .and_then(|d| String::from_utf8(d).ok())?;
+    let (access, secret) = decoded.split_once(':')?;
+    Some((access.to_owned(), secret.to_owned()))
 }
 
 fn info_json(info: &KeyInfo) -> Value {
@@ -175,4 +289,29 @@ pub fn json_response(status: StatusCode, body: &Value) -> Response<s3s::Body> {
 /// A JSON error of Drive's own endpoints: `{"error": code, "message": message}`.
 pub fn error(status: StatusCode, code: &str, message: &str) -> Response<s3s::Body> {
     json_response(status, &json!({ "error": code, "message": message }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_credentials_are_read() {
+        let with = |value: &str| {
+            let mut headers = http::HeaderMap::new();
+            headers.insert(header::AUTHORIZATION, value.parse().unwrap());
+            basic_credentials(&headers)
+        };
+        let encoded = base64_simd::STANDARD.encode_to_string("root:se:cret");
+        assert_eq!(
+            with(&format!("Basic {encoded}")),
+            Some(("root".into(), "se:cret".into()))
+        );
+        assert!(with(&format!("basic  {encoded}")).is_some());
+        assert_eq!(with(&format!("Bearer {encoded}")), None);
+        assert_eq!(with("Basic not-base64!"), None);
+        let no_colon = base64_simd::STANDARD.encode_to_string("root");
+        assert_eq!(with(&format!("Basic {no_colon}")), None);
+        assert_eq!(basic_credentials(&http::HeaderMap::new()), None);
+    }
 }

@@ -1,6 +1,7 @@
 //! Who may call Drive: access-key lookup for SigV4 (`S3Auth`), the per-request access hook
-//! (`S3Access`) that binds session tokens to their keys and authorizes the request, and
-//! host-name parsing for virtual-host-style requests (`S3Host`).
+//! (`S3Access`) that binds session tokens to their keys, refuses sessions of revoked app
+//! instances and authorizes the request, and host-name parsing for virtual-host-style
+//! requests (`S3Host`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -18,6 +19,7 @@ use shared_identity::{Principal, SessionError, Sessions};
 use crate::credentials::RootCredentials;
 use crate::keys::{ActiveKey, KeyStore};
 use crate::namespace::{self, Provisioner};
+use crate::revocations::Revocations;
 
 /// Longest validity of a presigned URL, as on AWS: 7 days.
 const MAX_PRESIGNED_SECS: u64 = 7 * 24 * 3600;
@@ -106,18 +108,20 @@ pub struct Access {
     root: RootCredentials,
     sessions: Arc<Sessions>,
     store: Arc<KeyStore>,
+    revocations: Arc<Revocations>,
     provisioner: Arc<Provisioner>,
     admin_role: String,
 }
 
 impl Access {
-    /// A hook that knows the root key, verifies sessions with `sessions`, finds long-term
-    /// keys in `store`, creates user buckets with `provisioner` and treats holders of
-    /// `admin_role` as admins.
+    /// A hook that knows the root key, verifies sessions with `sessions` (refusing those of
+    /// instances in `revocations`), finds long-term keys in `store`, creates user buckets
+    /// with `provisioner` and treats holders of `admin_role` as admins.
     pub fn new(
         root: RootCredentials,
         sessions: Arc<Sessions>,
         store: Arc<KeyStore>,
+        revocations: Arc<Revocations>,
         provisioner: Arc<Provisioner>,
         admin_role: String,
     ) -> Self {
@@ -125,6 +129,7 @@ impl Access {
             root,
             sessions,
             store,
+            revocations,
             provisioner,
             admin_role,
         }
@@ -160,15 +165,19 @@ impl Access {
         }
         let principal = if Sessions::is_session_key(&creds.access_key) {
             let token = token.ok_or_else(invalid_token)?;
-            self.sessions
+            let session = self
+                .sessions
                 .verify(&creds.access_key, &token, SystemTime::now())
                 .map_err(|e| match e {
                     SessionError::Expired => {
                         s3_error!(ExpiredToken, "The provided token has expired.")
                     }
                     _ => invalid_token(),
-                })?
-                .principal
+                })?;
+            if let Some(instance) = &session.instance {
+                self.check_instance(instance).await?;
+            }
+            session.principal
         } else {
             if token.is_some() {
                 return Err(invalid_token());
@@ -184,6 +193,30 @@ impl Access {
             principal: Arc::new(principal),
             admin,
         })
+    }
+
+    /// Refuses sessions of a revoked app instance, on every request (through the cache):
+    /// `InvalidToken`, which AWS SDKs do not retry, as a 403 (refused credentials) rather
+    /// than the 400 of a malformed token. An unknown answer is a 503.
+    async fn check_instance(&self, instance: &str) -> S3Result<()> {
+        match self.revocations.is_revoked(instance).await {
+            Ok(false) => Ok(()),
+            Ok(true) => {
+                let mut e = s3_error!(
+                    InvalidToken,
+                    "The credentials were minted for an app instance that has been terminated."
+                );
+                e.set_status_code(http::StatusCode::FORBIDDEN);
+                Err(e)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "instance revocation lookup failed");
+                Err(s3_error!(
+                    ServiceUnavailable,
+                    "The credentials could not be checked; try again."
+                ))
+            }
+        }
     }
 
     /// Resolves and authorizes the buckets a user's request names.

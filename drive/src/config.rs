@@ -107,7 +107,8 @@ pub struct ServeArgs {
     /// Role that makes a user an admin, who reaches every bucket [default: drive-admin].
     #[arg(long, env = "DRIVE_ADMIN_ROLE")]
     pub admin_role: Option<String>,
-    /// Longest STS session in seconds, 900 to 43200 [default: 43200].
+    /// Longest STS session in seconds, 10 to 43200; AWS's own floor is 900, shorter caps
+    /// are for testing credential refresh [default: 43200].
     #[arg(long, env = "DRIVE_STS_MAX_DURATION_SECS")]
     pub sts_max_duration_secs: Option<u64>,
     /// File with the key that signs session credentials; replicas share it
@@ -120,7 +121,11 @@ pub struct ServeArgs {
     /// Public base URL of Drive, announced by discovery [default: http://<Host header>].
     #[arg(long, env = "DRIVE_PUBLIC_URL")]
     pub public_url: Option<String>,
-    /// Users of the built-in development issuer (when no --oidc-issuer is set), each
+    /// Whether the built-in development issuer runs; `true` keeps it beside --oidc-issuer
+    /// [default: true without --oidc-issuer, false with it].
+    #[arg(long, env = "DRIVE_DEV_ISSUER", value_name = "true|false")]
+    pub dev_issuer: Option<bool>,
+    /// Users of the built-in development issuer, each
     /// NAME:PASSWORD[:GROUP+GROUP[:ROLE+ROLE]] (comma-separated).
     #[arg(
         long,
@@ -133,6 +138,10 @@ pub struct ServeArgs {
     /// one PostgreSQL database [default: sqlite://<data-dir>/drive.db].
     #[arg(long, env = "DRIVE_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<Secret>,
+    /// Milliseconds a replica answers from its copy of the revoked app instances before
+    /// reading the database again [default: 1000].
+    #[arg(long, env = "DRIVE_REVOCATION_CACHE_MS")]
+    pub revocation_cache_ms: Option<u64>,
 }
 
 /// Which store holds the objects.
@@ -254,7 +263,9 @@ struct FileConfig {
     previous_server_key_files: Option<Vec<PathBuf>>,
     public_url: Option<String>,
     database_url: Option<Secret>,
+    dev_issuer: Option<bool>,
     dev_users: Option<Vec<String>>,
+    revocation_cache_ms: Option<u64>,
 }
 
 /// Who Drive trusts and how it maps and authorizes users.
@@ -284,8 +295,12 @@ pub struct IdentityConfig {
     pub previous_server_key_files: Vec<PathBuf>,
     /// Public base URL.
     pub public_url: Option<String>,
+    /// Whether the built-in development issuer runs (beside any external issuers).
+    pub dev_issuer: bool,
     /// Users of the built-in development issuer.
     pub dev_users: Vec<shared_identity::DevUser>,
+    /// Age after which a replica reads the revoked app instances from the database again.
+    pub revocation_cache: Duration,
 }
 
 /// The resolved configuration.
@@ -492,18 +507,22 @@ fn identity(args: &mut ServeArgs, file: &mut FileConfig) -> Result<IdentityConfi
             })?);
         }
     }
-    if !issuers.is_empty() && !dev_users.is_empty() {
+    let dev_issuer = args
+        .dev_issuer
+        .or(file.dev_issuer)
+        .unwrap_or(issuers.is_empty());
+    if !dev_issuer && !dev_users.is_empty() {
         return Err(ConfigError::Identity(
-            "dev users belong to the built-in issuer, which is off when --oidc-issuer is set",
+            "dev users belong to the built-in issuer, which is off (by default when --oidc-issuer is set; keep it with --dev-issuer true)",
         ));
     }
     let sts_max = args
         .sts_max_duration_secs
         .or(file.sts_max_duration_secs)
         .unwrap_or(43200);
-    if !(900..=43200).contains(&sts_max) {
+    if !(10..=43200).contains(&sts_max) {
         return Err(ConfigError::Identity(
-            "--sts-max-duration-secs must be from 900 to 43200",
+            "--sts-max-duration-secs must be from 10 to 43200",
         ));
     }
     let previous = std::mem::take(&mut args.previous_server_key_files);
@@ -561,7 +580,13 @@ fn identity(args: &mut ServeArgs, file: &mut FileConfig) -> Result<IdentityConfi
             previous
         },
         public_url: args.public_url.take().or(file.public_url.take()),
+        dev_issuer,
         dev_users,
+        revocation_cache: Duration::from_millis(
+            args.revocation_cache_ms
+                .or(file.revocation_cache_ms)
+                .unwrap_or(1000),
+        ),
     })
 }
 
@@ -655,6 +680,63 @@ mod tests {
         assert_eq!(c.identity.claims.roles, "roles");
         assert_eq!(c.identity.claims.groups, "groups");
         assert_eq!(c.identity.sts_max_duration, Duration::from_secs(43200));
+    }
+
+    #[test]
+    fn the_dev_issuer_runs_alone_by_default_and_beside_issuers_on_request() {
+        let alice: shared_identity::DevUser = "alice:pw".parse().unwrap();
+        let c = Config::resolve(ServeArgs::default()).unwrap();
+        assert!(c.identity.dev_issuer);
+        assert_eq!(c.identity.revocation_cache, Duration::from_secs(1));
+        let external = || ServeArgs {
+            oidc_issuer: vec!["http://broker".into()],
+            oidc_audience: vec!["urn:drive".into()],
+            ..Default::default()
+        };
+        assert!(!Config::resolve(external()).unwrap().identity.dev_issuer);
+        let err = Config::resolve(ServeArgs {
+            dev_user: vec![alice.clone()],
+            ..external()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("--dev-issuer true"), "{err}");
+        let both = Config::resolve(ServeArgs {
+            dev_issuer: Some(true),
+            dev_user: vec![alice.clone()],
+            revocation_cache_ms: Some(200),
+            ..external()
+        })
+        .unwrap()
+        .identity;
+        assert!(both.dev_issuer);
+        assert_eq!(both.issuers, ["http://broker"]);
+        assert_eq!(both.dev_users, std::slice::from_ref(&alice));
+        assert_eq!(both.revocation_cache, Duration::from_millis(200));
+        // Switched off without any external issuer, dev users have nowhere to sign in.
+        assert!(
+            Config::resolve(ServeArgs {
+                dev_issuer: Some(false),
+                dev_user: vec![alice],
+                ..Default::default()
+            })
+            .is_err()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("drive.toml");
+        std::fs::write(
+            &path,
+            "oidc_issuer = [\"http://broker\"]\noidc_audience = [\"urn:drive\"]\ndev_issuer = true\ndev_users = [\"bob:pw\"]\nrevocation_cache_ms = 50\n",
+        )
+        .unwrap();
+        let file = Config::resolve(ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        })
+        .unwrap()
+        .identity;
+        assert!(file.dev_issuer);
+        assert_eq!(file.dev_users[0].name, "bob");
+        assert_eq!(file.revocation_cache, Duration::from_millis(50));
     }
 
     #[test]

@@ -118,6 +118,14 @@ impl RootCredentials {
             .ct_eq(access_key.as_bytes())
             .into()
     }
+
+    /// Whether `access_key` and `secret_key` are the root pair, both compared in constant
+    /// time.
+    pub fn matches(&self, access_key: &str, secret_key: &str) -> bool {
+        let access = self.access_key.as_bytes().ct_eq(access_key.as_bytes());
+        let secret = self.secret_key.as_bytes().ct_eq(secret_key.as_bytes());
+        (access & secret).into()
+    }
 }
 
 const SERVER_KEY_FILE: &str = "server-key";
@@ -154,6 +162,9 @@ mod tests {
         assert_eq!(again.secret_key, first.secret_key);
         assert!(again.is_access_key(&first.access_key));
         assert!(!again.is_access_key("nope"));
+        assert!(again.matches(&first.access_key, &first.secret_key));
+        assert!(!again.matches(&first.access_key, "nope"));
+        assert!(!again.matches("nope", &first.secret_key));
     }
 
     #[test]

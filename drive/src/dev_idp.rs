@@ -1,7 +1,8 @@
 //! HTTP endpoints of the built-in development issuer under `/_drive/idp/`: discovery,
 //! key set, a login page for the authorization code flow (`/authorize`), and the token
 //! endpoint (code, password and refresh grants, JSON errors as OAuth clients expect).
-//! Active only when no external issuer is configured.
+//! Active by default when no external issuer is configured, or beside them with
+//! `--dev-issuer true`.
 
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;

@@ -88,6 +88,11 @@ impl KeyStore {
         Ok(Self { pool, sealer })
     }
 
+    /// The database pool, which the instance revocation list shares.
+    pub fn pool(&self) -> AnyPool {
+        self.pool.clone()
+    }
+
     /// Whether the database answers.
     pub async fn check(&self) -> Result<(), KeyStoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;

@@ -6,11 +6,11 @@ mod client;
 mod config;
 mod credentials;
 mod dev_idp;
-mod discovery;
 mod framing;
 mod keys;
 mod metrics;
 mod namespace;
+mod revocations;
 mod s3;
 mod server;
 mod sts;
@@ -23,6 +23,7 @@ use s3s::service::S3ServiceBuilder;
 
 use crate::config::{BackendConfig, Config, LogFormat, ServeArgs};
 use crate::credentials::{Origin, RootCredentials};
+use shared_identity::discovery;
 
 /// Drive: S3-compatible object storage with a home bucket for every user.
 #[derive(Parser)]
@@ -109,8 +110,12 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         .await
         .map_err(|e| format!("cannot open the metadata database: {e}"))?,
     );
-    // Without an external issuer, the built-in development issuer is the one trusted.
-    let dev_issuer = identity.issuers.is_empty().then(|| {
+    let revocations = Arc::new(revocations::Revocations::new(
+        keys.pool(),
+        identity.revocation_cache,
+    ));
+    // On by default without an external issuer; `--dev-issuer true` keeps it beside them.
+    let dev_issuer = identity.dev_issuer.then(|| {
         let base = identity
             .public_url
             .clone()
@@ -141,6 +146,7 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         root.clone(),
         Arc::clone(&sessions),
         Arc::clone(&keys),
+        Arc::clone(&revocations),
         provisioner,
         identity.admin_role.clone(),
     ));
@@ -152,18 +158,30 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         s3: builder.build(),
         metrics: metrics::Metrics::new(),
         backend,
-        sts: sts::Sts::new(verifier.clone(), sessions, identity.sts_max_duration),
-        api: api::Api { verifier, keys },
+        sts: sts::Sts::new(
+            verifier.clone(),
+            sessions,
+            Arc::clone(&revocations),
+            identity.sts_max_duration,
+        ),
+        api: api::Api {
+            verifier,
+            keys,
+            revocations,
+            root: root.clone(),
+        },
         discovery: discovery::Discovery {
-            issuer: identity
-                .issuers
-                .first()
-                .cloned()
-                .or_else(|| dev_issuer.as_ref().map(|d| d.issuer().to_owned()))
+            // Where users sign in: the development issuer when it runs (beside a token
+            // broker, say), else the first external issuer.
+            issuer: dev_issuer
+                .as_ref()
+                .map(|d| d.issuer().to_owned())
+                .or_else(|| identity.issuers.first().cloned())
                 .unwrap_or_default(),
             client_id: identity.client_id.clone(),
             scope: identity.scope.clone(),
             public_url: identity.public_url.clone(),
+            drive_url: None,
         },
         dev_issuer: dev_issuer.clone(),
     });
@@ -183,26 +201,26 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// The verifier of the configured issuers, with their keys fetched once if they answer, or
-/// of the development issuer.
+/// The verifier of the development issuer (when it runs) and the configured issuers, whose
+/// keys are fetched now if they answer, else on first use: an issuer that starts after
+/// Drive (the App Store's token broker) is asked again at most once a second.
 async fn open_verifier(
     identity: &config::IdentityConfig,
     dev_issuer: Option<&shared_identity::DevIssuer>,
 ) -> Arc<shared_identity::Verifier> {
-    if let Some(dev) = dev_issuer {
-        return Arc::new(shared_identity::Verifier::new(
-            vec![dev.trust()],
-            shared_identity::Timing::default(),
-        ));
-    }
-    let issuers = identity
-        .issuers
-        .iter()
-        .map(|issuer| shared_identity::IssuerConfig {
-            authorized_parties: identity.authorized_parties.clone(),
-            claims: identity.claims.clone(),
-            ..shared_identity::IssuerConfig::new(issuer.clone(), identity.audiences.clone())
-        })
+    let issuers = dev_issuer
+        .map(shared_identity::DevIssuer::trust)
+        .into_iter()
+        .chain(
+            identity
+                .issuers
+                .iter()
+                .map(|issuer| shared_identity::IssuerConfig {
+                    authorized_parties: identity.authorized_parties.clone(),
+                    claims: identity.claims.clone(),
+                    ..shared_identity::IssuerConfig::new(issuer.clone(), identity.audiences.clone())
+                }),
+        )
         .collect();
     let verifier = shared_identity::Verifier::new(
         issuers,
@@ -212,7 +230,7 @@ async fn open_verifier(
         },
     );
     if let Err(e) = verifier.warm().await {
-        tracing::warn!(error = %e, "the identity provider did not answer; its keys are fetched on first use");
+        tracing::warn!(error = %e, "an identity provider did not answer; its keys are fetched on first use");
     }
     Arc::new(verifier)
 }
@@ -311,7 +329,7 @@ fn announce(
     if let Some(dev) = dev_issuer {
         let names: Vec<&str> = dev.users().iter().map(|u| u.name.as_str()).collect();
         println!(
-            "Identity: built-in development issuer {} (no --oidc-issuer configured); users: {}",
+            "Identity: built-in development issuer {}; users: {}",
             dev.issuer(),
             if names.is_empty() {
                 "none yet, add some with --dev-user NAME:PASSWORD[:GROUP+GROUP]".to_owned()
@@ -319,12 +337,16 @@ fn announce(
                 names.join(", ")
             }
         );
-    } else {
+    }
+    if !config.identity.issuers.is_empty() {
         println!(
             "Identity: OIDC issuer {} (STS at {endpoint}, discovery at {endpoint}{})",
             config.identity.issuers.join(", "),
             discovery::PREFIX
         );
+    }
+    if dev_issuer.is_none() && config.identity.issuers.is_empty() {
+        println!("Identity: no issuer (--dev-issuer false): only the root credentials work");
     }
     match origin {
         Origin::Generated(path) => {

@@ -24,10 +24,10 @@ use tokio::net::TcpListener;
 use crate::api::{self, Api};
 use crate::auth::OperationName;
 use crate::dev_idp;
-use crate::discovery::{self, Discovery};
 use crate::framing;
 use crate::metrics::{Metrics, OperationLabels, RequestLabels};
 use crate::sts::{self, Sts};
+use shared_identity::discovery::{self, Discovery};
 
 /// Everything a request handler needs.
 pub struct State {
@@ -41,7 +41,7 @@ pub struct State {
     pub sts: Sts,
     /// Cloud discovery.
     pub discovery: Discovery,
-    /// The built-in development issuer, when no external one is configured.
+    /// The built-in development issuer, when it runs (`--dev-issuer`).
     pub dev_issuer: Option<Arc<shared_identity::DevIssuer>>,
     /// Drive's own API (access keys).
     pub api: Api,

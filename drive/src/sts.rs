@@ -1,11 +1,15 @@
 //! STS `AssumeRoleWithWebIdentity`: an OIDC access token in, Drive session credentials
-//! out, in AWS's query-protocol wire format (form or query parameters, XML answers).
+//! out, in AWS's query-protocol wire format (form or query parameters, XML answers). Tokens
+//! a broker minted for an app instance (claim `instance_id`) are refused once the instance
+//! is revoked; otherwise the session credentials carry the instance.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use http::StatusCode;
 use shared_identity::{Sessions, Verifier, VerifyError};
+
+use crate::revocations::Revocations;
 
 /// Shortest and longest sessions AWS allows for `DurationSeconds`.
 const DURATION_RANGE: std::ops::RangeInclusive<u64> = 900..=43200;
@@ -16,6 +20,7 @@ const NAMESPACE: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
 pub struct Sts {
     verifier: Arc<Verifier>,
     sessions: Arc<Sessions>,
+    revocations: Arc<Revocations>,
     max_duration: Duration,
 }
 
@@ -23,12 +28,18 @@ pub struct Sts {
 pub type Answer = (StatusCode, String);
 
 impl Sts {
-    /// An endpoint that trusts `verifier`'s issuers and issues sessions of at most
-    /// `max_duration`.
-    pub fn new(verifier: Arc<Verifier>, sessions: Arc<Sessions>, max_duration: Duration) -> Self {
+    /// An endpoint that trusts `verifier`'s issuers except for instances in `revocations`,
+    /// and issues sessions of at most `max_duration`.
+    pub fn new(
+        verifier: Arc<Verifier>,
+        sessions: Arc<Sessions>,
+        revocations: Arc<Revocations>,
+        max_duration: Duration,
+    ) -> Self {
         Self {
             verifier,
             sessions,
+            revocations,
             max_duration,
         }
     }
@@ -102,9 +113,35 @@ impl Sts {
                 return fail(StatusCode::BAD_REQUEST, code, &e.to_string());
             }
         };
-        let creds = self
-            .sessions
-            .issue(&verified.principal, duration, SystemTime::now());
+        if let Some(instance) = &verified.instance {
+            match self.revocations.is_revoked(instance).await {
+                Ok(false) => {}
+                Ok(true) => {
+                    tracing::info!(instance, "web identity token of a revoked instance refused");
+                    return fail(
+                        StatusCode::BAD_REQUEST,
+                        "InvalidIdentityToken",
+                        &format!(
+                            "The token was minted for the app instance {instance}, which has been terminated."
+                        ),
+                    );
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "instance revocation lookup failed");
+                    return fail(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "ServiceUnavailable",
+                        "The token could not be checked; try again.",
+                    );
+                }
+            }
+        }
+        let creds = self.sessions.issue(
+            &verified.principal,
+            verified.instance.as_deref(),
+            duration,
+            SystemTime::now(),
+        );
         let subject = xml_escape(&verified.principal.subject);
         let session_name = xml_escape(session_name);
         let audience = verified
@@ -134,6 +171,7 @@ impl Sts {
         );
         tracing::info!(
             user = verified.principal.display_name(),
+            instance = verified.instance.as_deref(),
             access_key = %creds.access_key_id,
             seconds = duration.as_secs(),
             "session credentials issued"
@@ -190,18 +228,100 @@ fn xml_escape(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use shared_identity::ServerKey;
+    use serde_json::json;
+    use shared_identity::{IssuerConfig, Sealer, ServerKey, TokenSigner};
 
     use super::*;
+    use crate::keys::KeyStore;
 
-    fn sts() -> Sts {
-        let sessions = Sessions::new(ServerKey::new(&[3; 32]).unwrap(), vec![]);
-        let verifier = Verifier::new(vec![], shared_identity::Timing::default());
-        Sts::new(
+    const ISSUER: &str = "https://broker.test";
+
+    /// An STS trusting one issuer that `signer` plays, and its revocation list.
+    struct Fixture {
+        sts: Sts,
+        signer: TokenSigner,
+        sessions: Arc<Sessions>,
+        revocations: Arc<Revocations>,
+        _dir: tempfile::TempDir,
+    }
+
+    async fn fixture() -> Fixture {
+        let key = ServerKey::new(&[3; 32]).unwrap();
+        let signer = TokenSigner::derive(&key, "test-broker\n", "broker");
+        let sessions = Arc::new(Sessions::new(key.clone(), vec![]));
+        let verifier = Verifier::new(
+            vec![IssuerConfig {
+                keys: Some(signer.key_set()),
+                ..IssuerConfig::new(ISSUER, vec!["urn:test".into()])
+            }],
+            shared_identity::Timing::default(),
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/drive.db?mode=rwc", dir.path().display());
+        let store = KeyStore::open(&url, Sealer::new(key, vec![]))
+            .await
+            .unwrap();
+        let revocations = Arc::new(Revocations::new(store.pool(), Duration::from_secs(1)));
+        let sts = Sts::new(
             Arc::new(verifier),
-            Arc::new(sessions),
+            Arc::clone(&sessions),
+            Arc::clone(&revocations),
             Duration::from_secs(43200),
-        )
+        );
+        Fixture {
+            sts,
+            signer,
+            sessions,
+            revocations,
+            _dir: dir,
+        }
+    }
+
+    async fn sts() -> Sts {
+        fixture().await.sts
+    }
+
+    #[tokio::test]
+    async fn sessions_carry_the_instance_until_it_is_revoked() {
+        let f = fixture().await;
+        let now = SystemTime::now();
+        let exp = now.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 300;
+        let token = |instance: Option<&str>| {
+            let mut claims = json!({"iss": ISSUER, "sub": "u1", "aud": "urn:test", "exp": exp});
+            if let Some(i) = instance {
+                claims["instance_id"] = json!(i);
+            }
+            f.signer.sign(&claims)
+        };
+        let ask = |token: String| {
+            parse_form(&format!(
+                "Action=AssumeRoleWithWebIdentity&WebIdentityToken={token}"
+            ))
+        };
+        let session = |body: &str| {
+            let get = |tag: &str| {
+                let (_, rest) = body.split_once(&format!("<{tag}>")).unwrap();
+                rest.split_once(&format!("</{tag}>")).unwrap().0.to_owned()
+            };
+            f.sessions
+                .verify(&get("AccessKeyId"), &get("SessionToken"), now)
+                .unwrap()
+        };
+        for instance in [Some("inst-1"), None] {
+            let (status, body) = f.sts.handle(&ask(token(instance)), "r").await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            assert_eq!(session(&body).instance.as_deref(), instance);
+        }
+        f.revocations.revoke("inst-1").await.unwrap();
+        let (status, body) = f.sts.handle(&ask(token(Some("inst-1"))), "r").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(body.contains("<Code>InvalidIdentityToken</Code>"), "{body}");
+        assert!(
+            body.contains("inst-1") && body.contains("terminated"),
+            "{body}"
+        );
+        let (status, _) = f.sts.handle(&ask(token(Some("inst-2"))), "r").await;
+        assert_eq!(status, StatusCode::OK);
     }
 
     #[test]
@@ -219,7 +339,7 @@ mod tests {
 
     #[tokio::test]
     async fn bad_requests_get_aws_errors() {
-        let s = sts();
+        let s = sts().await;
         let ask = |q: &str| parse_form(q);
         let (status, body) = s.handle(&ask("Action=GetCallerIdentity"), "r1").await;
         assert_eq!(status, StatusCode::BAD_REQUEST);

@@ -303,6 +303,7 @@ fn expired_session(server_key: &Path) -> SessionCredentials {
     };
     let c = sessions.issue(
         &principal,
+        None,
         Duration::from_secs(900),
         SystemTime::now() - Duration::from_secs(1000),
     );

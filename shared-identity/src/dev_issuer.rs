@@ -7,15 +7,13 @@
 use std::time::{Duration, SystemTime};
 
 use base64_simd::URL_SAFE_NO_PAD as B64;
-use ed25519_dalek::SigningKey;
-use jsonwebtoken::jwk::JwkSet;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use jsonwebtoken::Algorithm;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
 use crate::session::unix;
-use crate::{ClaimMapping, IssuerConfig, ServerKey};
+use crate::{ClaimMapping, IssuerConfig, ServerKey, TokenSigner};
 
 /// The audience of the development issuer's access tokens.
 pub const DEV_AUDIENCE: &str = "drive";
@@ -163,8 +161,7 @@ impl Authorization {
 pub struct DevIssuer {
     issuer: String,
     users: Vec<DevUser>,
-    signing: SigningKey,
-    kid: String,
+    signer: TokenSigner,
     refresh_key: ServerKey,
     /// MACs of redeemed codes with their expiry, so each code works once.
     redeemed: std::sync::Mutex<std::collections::HashMap<String, u64>>,
@@ -173,14 +170,13 @@ pub struct DevIssuer {
 impl DevIssuer {
     /// An issuer at `issuer` for `users`, with keys derived from `server_key`.
     pub fn new(issuer: String, server_key: &ServerKey, users: Vec<DevUser>) -> Self {
-        let signing = SigningKey::from_bytes(&server_key.derive("drive-dev-issuer-signing\n"));
+        let signer = TokenSigner::derive(server_key, "drive-dev-issuer-signing\n", "dev");
         let refresh_key = ServerKey::new(&server_key.derive("drive-dev-issuer-refresh\n"))
             .expect("a derived key is 32 bytes");
         Self {
-            kid: format!("dev-{}", server_key.kid()),
             issuer,
             users,
-            signing,
+            signer,
             refresh_key,
             redeemed: std::sync::Mutex::default(),
         }
@@ -198,8 +194,7 @@ impl DevIssuer {
 
     /// The public key set (JWKS document).
     pub fn jwks(&self) -> Value {
-        json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "use": "sig", "alg": "EdDSA",
-            "kid": self.kid, "x": B64.encode_to_string(self.signing.verifying_key().as_bytes())}]})
+        self.signer.jwks()
     }
 
     /// The discovery document, with endpoints under `base` (the issuer URL).
@@ -215,7 +210,7 @@ impl DevIssuer {
 
     /// How a verifier trusts this issuer: its own key set, no fetching.
     pub fn trust(&self) -> IssuerConfig {
-        let keys: JwkSet = serde_json::from_value(self.jwks()).expect("the key set parses");
+        let keys = self.signer.key_set();
         IssuerConfig {
             algorithms: vec![Algorithm::EdDSA],
             claims: ClaimMapping {
@@ -378,16 +373,7 @@ impl DevIssuer {
     }
 
     fn jwt(&self, claims: &Value) -> String {
-        let mut header = Header::new(Algorithm::EdDSA);
-        header.kid = Some(self.kid.clone());
-        // PKCS#8 v1 wrapping of an Ed25519 seed (RFC 8410).
-        let mut der = vec![
-            0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
-            0x04, 0x20,
-        ];
-        der.extend_from_slice(self.signing.as_bytes());
-        jsonwebtoken::encode(&header, claims, &EncodingKey::from_ed_der(&der))
-            .expect("signing with a valid key succeeds")
+        self.signer.sign(claims)
     }
 
     fn refresh_token(&self, sub: &str, now: SystemTime) -> String {

@@ -3,11 +3,13 @@
 //! with the server key.
 
 mod dev_issuer;
+pub mod discovery;
 mod keyfile;
 mod oidc;
 mod principal;
 mod sealed;
 mod session;
+mod signer;
 
 pub use dev_issuer::{Authorization, DEV_AUDIENCE, DevIssuer, DevUser, GrantError};
 pub use keyfile::{ALNUM, KeyFileError, Secret, load_server_key, random_string, write_private};
@@ -17,3 +19,4 @@ pub use sealed::Sealer;
 pub use session::{
     ACCESS_KEY_PREFIX, ServerKey, Session, SessionCredentials, SessionError, Sessions, ShortKey,
 };
+pub use signer::TokenSigner;

@@ -15,6 +15,9 @@ use crate::{ClaimMapping, Principal};
 
 /// Largest discovery document or key set read from an issuer.
 const MAX_DOCUMENT: usize = 1 << 20;
+/// Least time between two fetches while an issuer's keys could never be fetched (it may
+/// start after the verifier), whatever the refetch interval.
+const RETRY_WITHOUT_KEYS: Duration = Duration::from_secs(1);
 
 /// One issuer whose tokens are accepted.
 #[derive(Debug, Clone)]
@@ -133,6 +136,8 @@ pub struct Verified {
     pub audience: Option<String>,
     /// The `nonce` claim of an ID token, which a sign-in compares with the one it sent.
     pub nonce: Option<String>,
+    /// The `instance_id` claim: the app instance a token broker minted the token for.
+    pub instance: Option<String>,
 }
 
 /// Verifies access tokens from a set of trusted issuers.
@@ -186,7 +191,8 @@ impl Verifier {
         self.issuers.iter().map(|t| t.config.issuer.as_str())
     }
 
-    /// Fetches every issuer's keys now; reports the first that fails.
+    /// Fetches every issuer's keys now; reports the first that fails. An issuer that fails
+    /// is asked again on demand, at most once a second until its keys arrive.
     pub async fn warm(&self) -> Result<(), VerifyError> {
         for t in self.issuers.iter().filter(|t| t.config.keys.is_none()) {
             t.refresh(&self.http, &self.timing, true).await?;
@@ -267,15 +273,13 @@ impl Verifier {
             Some(Value::Array(a)) => a.first().and_then(Value::as_str).map(str::to_owned),
             _ => None,
         };
-        let nonce = claims
-            .get("nonce")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
+        let string = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
         Ok(Verified {
             principal,
             expires,
             audience,
-            nonce,
+            nonce: string("nonce"),
+            instance: string("instance_id"),
         })
     }
 }
@@ -309,8 +313,9 @@ impl Trusted {
         find(&keys.set, kid).ok_or_else(|| unknown(kid))
     }
 
-    /// Fetches the key set unless the last fetch was within the refetch interval; `force`
-    /// always fetches. A failed fetch keeps the old keys.
+    /// Fetches the key set unless the last fetch was within the refetch interval (within a
+    /// second while no keys were ever fetched); `force` always fetches. A failed fetch keeps
+    /// the old keys.
     async fn refresh(
         &self,
         http: &reqwest::Client,
@@ -318,12 +323,17 @@ impl Trusted {
         force: bool,
     ) -> Result<(), VerifyError> {
         let mut last = self.fetch.lock().await;
+        let cached = self.cached();
+        let interval = if cached.is_some() {
+            timing.refetch_interval
+        } else {
+            timing.refetch_interval.min(RETRY_WITHOUT_KEYS)
+        };
         // Whoever waited for the lock finds the fresh keys; unknown key ids and a failing
         // provider cause at most one fetch per interval.
-        if !force && last.is_some_and(|t| t.elapsed() < timing.refetch_interval) {
+        if !force && last.is_some_and(|t| t.elapsed() < interval) {
             return Ok(());
         }
-        let cached = self.cached();
         *last = Some(Instant::now());
         match self.fetch_keys(http).await {
             Ok(set) => {

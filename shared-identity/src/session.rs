@@ -5,8 +5,9 @@
 //! - secret key: HMAC of the access key id under the signing key, so it is derived, never
 //!   stored;
 //! - session token: `DS1.<kid>.<payload>.<mac>` where the payload (base64url JSON) names the
-//!   access key id it belongs to, the principal and the expiry, and the MAC is HMAC-SHA256
-//!   under the key `kid` names. Older keys stay accepted for rotation.
+//!   access key id it belongs to, the principal, the expiry and the app instance the
+//!   credentials were minted for (if any), and the MAC is HMAC-SHA256 under the key `kid`
+//!   names. Older keys stay accepted for rotation.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -114,6 +115,8 @@ pub struct Session {
     pub principal: Principal,
     /// When they expire.
     pub expires: SystemTime,
+    /// The app instance whose token the credentials were minted from, if any.
+    pub instance: Option<String>,
 }
 
 /// Why session credentials were refused.
@@ -142,6 +145,9 @@ struct Payload {
     exp: u64,
     iat: u64,
     p: Principal,
+    /// The app instance; absent in tokens minted without one (and in older tokens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    inst: Option<String>,
 }
 
 /// Issues and verifies session credentials with a current key and older accepted ones.
@@ -157,10 +163,12 @@ impl Sessions {
         Self { current, older }
     }
 
-    /// New credentials for `principal`, valid for `lifetime` from `now`.
+    /// New credentials for `principal`, minted for the app `instance` if any, valid for
+    /// `lifetime` from `now`.
     pub fn issue(
         &self,
         principal: &Principal,
+        instance: Option<&str>,
         lifetime: Duration,
         now: SystemTime,
     ) -> SessionCredentials {
@@ -177,6 +185,7 @@ impl Sessions {
             exp: unix(expiration),
             iat: unix(now),
             p: principal.clone(),
+            inst: instance.map(str::to_owned),
         };
         let payload =
             B64.encode_to_string(serde_json::to_vec(&payload).expect("payload serializes"));
@@ -242,6 +251,7 @@ impl Sessions {
         Ok(Session {
             principal: payload.p,
             expires: UNIX_EPOCH + Duration::from_secs(payload.exp),
+            instance: payload.inst,
         })
     }
 
@@ -300,7 +310,7 @@ mod tests {
     fn round_trip_and_derived_secret() {
         let s = sessions(1);
         let now = SystemTime::now();
-        let c = s.issue(&alice(), Duration::from_secs(3600), now);
+        let c = s.issue(&alice(), None, Duration::from_secs(3600), now);
         assert!(Sessions::is_session_key(&c.access_key_id));
         assert_eq!(
             s.secret_for(&c.access_key_id).as_deref(),
@@ -309,6 +319,7 @@ mod tests {
         let session = s.verify(&c.access_key_id, &c.session_token, now).unwrap();
         assert_eq!(session.principal, alice());
         assert_eq!(session.expires, c.expiration);
+        assert_eq!(session.instance, None);
         assert!(!format!("{c:?}").contains(&c.secret_access_key));
     }
 
@@ -316,8 +327,8 @@ mod tests {
     fn expiry_foreign_tokens_and_rotation() {
         let (old, new) = (sessions(1), sessions(2));
         let now = SystemTime::now();
-        let c = old.issue(&alice(), Duration::from_secs(900), now);
-        let other = old.issue(&alice(), Duration::from_secs(900), now);
+        let c = old.issue(&alice(), None, Duration::from_secs(900), now);
+        let other = old.issue(&alice(), None, Duration::from_secs(900), now);
         assert_eq!(
             old.verify(
                 &c.access_key_id,
@@ -351,12 +362,41 @@ mod tests {
         assert!(ServerKey::new(&[0; 31]).is_err());
     }
 
+    #[test]
+    fn the_instance_round_trips_and_older_tokens_have_none() {
+        let s = sessions(4);
+        let now = SystemTime::now();
+        let c = s.issue(&alice(), Some("inst-1"), Duration::from_secs(600), now);
+        let session = s.verify(&c.access_key_id, &c.session_token, now).unwrap();
+        assert_eq!(session.instance.as_deref(), Some("inst-1"));
+        assert_eq!(session.principal, alice());
+        // A token minted before sessions carried an instance: its payload has no `inst`.
+        let plain = s.issue(&alice(), None, Duration::from_secs(600), now);
+        let payload = plain.session_token.split('.').nth(2).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_slice(&B64.decode_to_vec(payload).unwrap()).unwrap();
+        assert_eq!(json.get("inst"), None);
+        let old = serde_json::json!({"ak": c.access_key_id, "exp": unix(now) + 600,
+            "iat": unix(now), "p": alice()});
+        let signed = format!(
+            "{TOKEN_VERSION}.{}.{}",
+            s.current.kid,
+            B64.encode_to_string(old.to_string())
+        );
+        let mac = s
+            .current
+            .mac("drive-session-token-v1\n", &[signed.as_bytes()]);
+        let token = format!("{signed}.{}", B64.encode_to_string(mac));
+        let session = s.verify(&c.access_key_id, &token, now).unwrap();
+        assert_eq!((session.instance, session.principal), (None, alice()));
+    }
+
     proptest! {
         #[test]
         fn any_altered_byte_is_refused(at in 0usize..4096, flip in 1u8..=255) {
             let s = sessions(7);
             let now = SystemTime::now();
-            let c = s.issue(&alice(), Duration::from_secs(3600), now);
+            let c = s.issue(&alice(), None, Duration::from_secs(3600), now);
             let mut token = c.session_token.clone().into_bytes();
             let at = at % token.len();
             token[at] ^= flip;
@@ -374,7 +414,7 @@ mod tests {
             let s = sessions(9);
             let now = SystemTime::now();
             let p = Principal { subject: sub, groups, ..alice() };
-            let c = s.issue(&p, Duration::from_secs(60), now);
+            let c = s.issue(&p, None, Duration::from_secs(60), now);
             prop_assert_eq!(s.verify(&c.access_key_id, &c.session_token, now).unwrap().principal, p);
         }
     }

@@ -1,5 +1,6 @@
 //! The verifier against a small issuer on loopback that serves discovery and a key set
-//! and counts key-set fetches: token checks, rotation and the refetch rate limit.
+//! and counts key-set fetches: token checks, rotation, the refetch rate limit and an issuer
+//! that comes up after the verifier.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -134,6 +135,17 @@ async fn valid_tokens_map_to_principals_and_bad_ones_are_refused() {
     assert_eq!(ok.principal.subject, "user-1");
     assert_eq!(ok.principal.groups, ["team-a"]);
     assert_eq!(ok.audience.as_deref(), Some("urn:drive"));
+    assert_eq!(ok.instance, None);
+    for (claim, want) in [
+        (json!("inst-1"), Some("inst-1")),
+        (json!(42), None),
+        (json!(null), None),
+        (json!(["inst-1"]), None),
+    ] {
+        let token = key.sign(&issuer.claims(json!({ "instance_id": claim })));
+        let got = v.verify(&token).await.unwrap();
+        assert_eq!(got.instance.as_deref(), want, "{claim}");
+    }
 
     let past = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -260,4 +272,36 @@ async fn several_issuers_each_with_their_own_keys() {
         matches!(crossed, Err(VerifyError::UnknownKey(_))),
         "{crossed:?}"
     );
+}
+
+#[tokio::test]
+async fn keys_that_could_not_be_fetched_are_asked_for_once_a_second() {
+    let key = Key::new("k1", 1);
+    let issuer = Issuer::start(&[&key]).await;
+    // The issuer is not ready yet: its key set is not a key set.
+    *issuer.keys.lock().unwrap() = json!({"not": "keys"});
+    // A long refetch interval, which must not delay the first keys.
+    let v = issuer.verifier(Duration::from_secs(30));
+    assert!(matches!(v.warm().await, Err(VerifyError::Provider(_))));
+    let token = key.sign(&issuer.claims(json!({})));
+    for _ in 0..20 {
+        assert!(matches!(
+            v.verify(&token).await,
+            Err(VerifyError::Provider(_))
+        ));
+    }
+    assert_eq!(issuer.fetches.load(Ordering::SeqCst), 1);
+    issuer.serve(&[&key]);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let ok = v.verify(&token).await;
+    assert!(ok.is_ok(), "{ok:?}");
+    assert_eq!(issuer.fetches.load(Ordering::SeqCst), 2);
+    // Once keys are known, the refetch interval applies again.
+    let bogus = Key::new("bogus", 9).sign(&issuer.claims(json!({})));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert!(matches!(
+        v.verify(&bogus).await,
+        Err(VerifyError::UnknownKey(_))
+    ));
+    assert_eq!(issuer.fetches.load(Ordering::SeqCst), 2);
 }

@@ -816,6 +816,11 @@ fn is_semver(v: &str) -> bool {
         && build.is_none_or(|b| b.split('.').all(ident))
 }
 
+/// Bytes in a Kubernetes quantity such as `512Mi` or `2G`, rounded up; None if malformed.
+pub fn quantity_bytes(q: &str) -> Option<u64> {
+    u64::try_from(quantity_milli(q)?.div_ceil(1_000)).ok()
+}
+
 /// Value of a Kubernetes quantity in thousandths, rounded up like Kubernetes does; None if
 /// malformed or too large.
 fn quantity_milli(q: &str) -> Option<u128> {

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test binary uses part of this module
 
+pub mod ws;
+
 use std::io::Write as _;
 
 use appstore::config::{Config, ServeArgs};

@@ -1,5 +1,7 @@
 //! H2O AI Cloud discovery (`/.ai.h2o.cloud.discovery/v1/...`): tells `h2o_discovery` and
-//! `h2o_drive.connect()` where the issuer, Drive's STS and its S3 endpoints are.
+//! `h2o_drive.connect()` where the issuer, Drive's STS and its S3 endpoints are. Drive
+//! serves it for its users; the App Store serves it to instances, naming its token broker
+//! as the issuer.
 
 use serde_json::{Value, json};
 
@@ -18,6 +20,8 @@ pub struct Discovery {
     pub scope: String,
     /// Drive's public base URL; `None` takes it from each request's `Host`.
     pub public_url: Option<String>,
+    /// Drive's URL when another server answers discovery; `None`: the same base.
+    pub drive_url: Option<String>,
 }
 
 impl Discovery {
@@ -28,8 +32,12 @@ impl Discovery {
             (None, Some(host)) => format!("http://{host}"),
             (None, None) => "http://127.0.0.1".to_owned(),
         };
+        let drive = self
+            .drive_url
+            .as_deref()
+            .map_or(base.as_str(), |u| u.trim_end_matches('/'));
         let service = |name: &str, display: &str| {
-            json!({"name": format!("services/{name}"), "displayName": display, "uri": base,
+            json!({"name": format!("services/{name}"), "displayName": display, "uri": drive,
                    "version": env!("CARGO_PKG_VERSION")})
         };
         let (key, items) = match path.trim_end_matches('/') {
@@ -98,6 +106,7 @@ mod tests {
             client_id: "drive-cli".into(),
             scope: "openid".into(),
             public_url: None,
+            drive_url: None,
         }
     }
 

@@ -1,0 +1,746 @@
+//! App instances end to end with real processes: Drive trusting the test OpenID provider and
+//! the App Store's token broker, the App Store with the local runtime, and the real launcher
+//! installing h2o-wave and h2o-drive into a virtualenv and running a Wave app that writes to
+//! its user's home bucket with boto3 and with `h2o_drive.connect()`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use appstore::config::{Config, ServeArgs};
+use appstore::server::Running;
+use reqwest::{Method, StatusCode};
+use s3_compat_tests::idp::{AUDIENCE, Idp};
+use s3_compat_tests::server::DriveProcess;
+use serde_json::{Value, json};
+
+use common::ws::Ws;
+use common::zip;
+
+/// How long a first start may take: a cold pip cache downloads h2o-wave, h2o-drive, boto3.
+const START_TIMEOUT: Duration = Duration::from_secs(420);
+
+fn tools_dir() -> PathBuf {
+    std::env::var_os("DRIVE_TOOLS_DIR").map_or_else(
+        || PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/drive-tools"),
+        PathBuf::from,
+    )
+}
+
+fn launcher() -> PathBuf {
+    s3_compat_tests::server::binary()
+        .parent()
+        .expect("the target dir")
+        .join("appstore-launcher")
+}
+
+fn drive_app() -> Vec<u8> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/drive-app");
+    let read = |name: &str| std::fs::read(dir.join(name)).expect("fixture file");
+    let (toml, py, req) = (read("app.toml"), read("app.py"), read("requirements.txt"));
+    zip(&[
+        ("app.toml", &toml),
+        ("app.py", &py),
+        ("requirements.txt", &req),
+    ])
+}
+
+/// Drive, the provider and an App Store whose instances run on this machine.
+struct Platform {
+    url: String,
+    addr: String,
+    idp: Idp,
+    drive: DriveProcess,
+    app: Option<Running>,
+    http: reqwest::Client,
+    dir: tempfile::TempDir,
+}
+
+impl Platform {
+    async fn start(tweak: impl FnOnce(&mut ServeArgs)) -> Platform {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a port");
+        let addr = listener.local_addr().expect("bound").to_string();
+        let url = format!("http://{addr}");
+        let idp = Idp::start_for_app(&format!("{url}/auth/callback")).await;
+        let issuers = format!("{},{url}/broker", idp.issuer());
+        let drive_dir = dir.path().join("drive");
+        std::fs::create_dir_all(&drive_dir).expect("drive dir");
+        let drive = tokio::task::spawn_blocking(move || {
+            DriveProcess::start_in(
+                &drive_dir,
+                &[
+                    "--oidc-issuer",
+                    &issuers,
+                    "--oidc-audience",
+                    AUDIENCE,
+                    "--oidc-roles-claim",
+                    "realm_access.roles",
+                    "--sts-max-duration-secs",
+                    "10",
+                ],
+            )
+        })
+        .await
+        .expect("drive starts");
+        let database = format!("sqlite://{}/appstore.db?mode=rwc", dir.path().display());
+        let mut args = common::args(dir.path(), &drive.endpoint, idp.issuer(), &database, &url);
+        let tools = tools_dir();
+        args.launcher = Some(launcher());
+        args.pip_cache_dir = Some(tools.join("appstore-pip-cache"));
+        args.venv_cache_dir = Some(tools.join("appstore-venvs"));
+        args.broker_audience = Some(AUDIENCE.to_owned());
+        args.broker_token_ttl_secs = Some(10);
+        tweak(&mut args);
+        let app = appstore::server::start(Config::resolve(args).expect("config"), listener)
+            .await
+            .expect("the App Store starts");
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .build()
+            .expect("a client");
+        Platform {
+            url,
+            addr,
+            idp,
+            drive,
+            app: Some(app),
+            http,
+            dir,
+        }
+    }
+
+    async fn token(&self, user: &str) -> String {
+        self.idp.password_token(user).await.access_token
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        user: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut r = self.http.request(method, format!("{}{path}", self.url));
+        if let Some(user) = user {
+            r = r.bearer_auth(self.token(user).await);
+        }
+        if let Some(body) = body {
+            r = r.json(&body);
+        }
+        let response = r.send().await.expect("the App Store answers");
+        let status = response.status();
+        let bytes = response.bytes().await.expect("a body");
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    async fn import(&self, user: &str, bundle: Vec<u8>, visibility: &str) -> String {
+        let response = self
+            .http
+            .post(format!("{}/api/v1/apps?visibility={visibility}", self.url))
+            .bearer_auth(self.token(user).await)
+            .body(bundle)
+            .send()
+            .await
+            .expect("import");
+        let status = response.status();
+        let body: Value = response.json().await.expect("json");
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["id"].as_str().expect("an id").to_owned()
+    }
+
+    async fn run(&self, user: &str, app: &str, body: Value) -> (StatusCode, Value) {
+        self.call(
+            Method::POST,
+            &format!("/api/v1/apps/{app}/instances"),
+            Some(user),
+            Some(body),
+        )
+        .await
+    }
+
+    /// GET of an instance page: `host` for DOMAIN instances, else the App Store's host.
+    async fn open(
+        &self,
+        host: Option<&str>,
+        path: &str,
+        user: Option<&str>,
+    ) -> (StatusCode, String, reqwest::header::HeaderMap) {
+        let mut r = self.http.get(format!("{}{path}", self.url));
+        if let Some(host) = host {
+            r = r.header("host", host);
+        }
+        if let Some(user) = user {
+            r = r.bearer_auth(self.token(user).await);
+        }
+        let response = r.send().await.expect("the router answers");
+        let status = response.status();
+        let headers = response.headers().clone();
+        (status, response.text().await.unwrap_or_default(), headers)
+    }
+
+    /// Waits until the instance serves its page (200) through the router.
+    async fn until_running(&self, host: Option<&str>, path: &str, user: &str, id: &str) {
+        let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+        loop {
+            let (status, body, _) = self.open(host, path, Some(user)).await;
+            if status == StatusCode::OK {
+                return;
+            }
+            assert_eq!(
+                status,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "while starting: {body}"
+            );
+            if tokio::time::Instant::now() > deadline {
+                let (_, logs) = self.logs(user, id).await;
+                panic!("the instance did not start in time; last page: {body}\nlog:\n{logs}");
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    async fn logs(&self, user: &str, id: &str) -> (StatusCode, String) {
+        let response = self
+            .http
+            .get(format!("{}/api/v1/instances/{id}/logs", self.url))
+            .bearer_auth(self.token(user).await)
+            .send()
+            .await
+            .expect("logs");
+        (response.status(), response.text().await.unwrap_or_default())
+    }
+
+    fn instance_dir(&self, id: &str) -> PathBuf {
+        self.dir.path().join("appstore/instances").join(id)
+    }
+
+    /// An S3 client for Drive with `user`'s STS credentials.
+    async fn drive_as(&self, user: &str) -> aws_sdk_s3::Client {
+        let token = self.token(user).await;
+        let creds = s3_compat_tests::sts::assume(&self.drive.endpoint, &token, None)
+            .await
+            .expect("STS credentials");
+        s3_compat_tests::sts::session_client(&self.drive.endpoint, &creds)
+    }
+
+    async fn stop(mut self, ids: &[String], owner: &str) {
+        for id in ids {
+            let _ = self
+                .call(
+                    Method::DELETE,
+                    &format!("/api/v1/instances/{id}"),
+                    Some(owner),
+                    None,
+                )
+                .await;
+        }
+        if let Some(app) = self.app.take() {
+            app.stop().await.expect("the App Store stops");
+        }
+    }
+}
+
+async fn object(s3: &aws_sdk_s3::Client, key: &str) -> Option<String> {
+    let out = s3.get_object().bucket("_my").key(key).send().await.ok()?;
+    let bytes = out.body.collect().await.ok()?.into_bytes();
+    Some(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Opens the Wave websocket of an instance through the router and watches `route`.
+async fn watch(p: &Platform, host: &str, path: &str, user: &str, route: &str) -> Ws {
+    let token = p.token(user).await;
+    let auth = format!("Bearer {token}");
+    let mut ws = Ws::connect(&p.addr, path, &[("Host", host), ("Authorization", &auth)])
+        .await
+        .expect("the websocket opens through the router");
+    ws.send(&format!("+ {route} ")).await;
+    ws
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_instance_writes_to_its_users_drive_through_the_router() {
+    let p = Platform::start(|_| {}).await;
+    let app = p.import("alice", drive_app(), "ALL_USERS").await;
+    let (status, inst) = p.run("alice", &app, json!({})).await;
+    assert_eq!(status, StatusCode::CREATED, "{inst}");
+    let id = inst["id"].as_str().unwrap().to_owned();
+    let port = p.addr.rsplit(':').next().unwrap();
+    let host = format!("{id}.localhost:{port}");
+    assert_eq!(inst["url"], format!("http://{host}/"));
+    assert_eq!(inst["routingMode"], "DOMAIN");
+
+    // A starting instance shows its phase, then serves through the router.
+    let (status, page, headers) = p.open(Some(&host), "/", Some("alice")).await;
+    assert!(
+        status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::OK,
+        "{status} {page}"
+    );
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        assert!(headers.contains_key("refresh"));
+    }
+    p.until_running(Some(&host), "/", "alice", &id).await;
+    let (status, page, _) = p.open(Some(&host), "/", Some("alice")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("<html") || page.contains("<!DOCTYPE"),
+        "the Wave page: {page}"
+    );
+
+    // The websocket: the rendered page carries what the app did at start.
+    let mut ws = watch(&p, &host, "/_s/", "alice", "/").await;
+    let frame = ws
+        .until("boto3 start", Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|seen| panic!("no start writes on the page: {seen:?}"));
+    assert!(
+        frame.contains("hello from app.toml"),
+        "[[Env]] reaches the app: {frame}"
+    );
+    assert!(!frame.contains("FAILED"), "{frame}");
+    // A button click writes again.
+    ws.send("@ / {\"write\":true,\"tag\":\"click\"}").await;
+    let frame = ws
+        .until("h2o_drive click", Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|seen| panic!("no click writes: {seen:?}"));
+    assert!(!frame.contains("FAILED"), "{frame}");
+
+    // The files are in alice's home, read through Drive as alice, and not in bob's.
+    let alice = p.drive_as("alice").await;
+    let bob = p.drive_as("bob").await;
+    for key in [
+        "boto3-start",
+        "h2o-drive-start",
+        "boto3-click",
+        "h2o-drive-click",
+    ] {
+        let key = format!("home/{key}-{id}.txt");
+        let body = object(&alice, &key)
+            .await
+            .unwrap_or_else(|| panic!("{key} in alice's home"));
+        assert!(body.ends_with(&id), "{body}");
+        assert!(
+            object(&bob, &key).await.is_none(),
+            "{key} must not be in bob's home"
+        );
+    }
+
+    // Who may open it: PRIVATE the owner only, ALL_USERS signed-in users, PUBLIC anyone.
+    let patch = |v: &str| json!({ "visibility": v });
+    let (s, _) = p
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/instances/{id}"),
+            Some("alice"),
+            Some(patch("PRIVATE")),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        p.open(Some(&host), "/", Some("bob")).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        p.open(Some(&host), "/", None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let refused = Ws::connect(
+        &p.addr,
+        "/_s/",
+        &[
+            ("Host", &host),
+            ("Authorization", &format!("Bearer {}", p.token("bob").await)),
+        ],
+    )
+    .await;
+    assert!(
+        refused
+            .err()
+            .is_some_and(|head| head.starts_with("HTTP/1.1 403")),
+        "the websocket is authorized too"
+    );
+    let (s, _) = p
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/instances/{id}"),
+            Some("bob"),
+            Some(patch("PUBLIC")),
+        )
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::NOT_FOUND,
+        "bob does not see alice's PRIVATE instance"
+    );
+    p.call(
+        Method::PATCH,
+        &format!("/api/v1/instances/{id}"),
+        Some("alice"),
+        Some(patch("ALL_USERS")),
+    )
+    .await;
+    let (s, _) = p
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/instances/{id}"),
+            Some("bob"),
+            Some(patch("PUBLIC")),
+        )
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::FORBIDDEN,
+        "bob may open but not change alice's instance"
+    );
+    assert_eq!(
+        p.open(Some(&host), "/", Some("bob")).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        p.open(Some(&host), "/", None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    p.call(
+        Method::PATCH,
+        &format!("/api/v1/instances/{id}"),
+        Some("alice"),
+        Some(patch("PUBLIC")),
+    )
+    .await;
+    assert_eq!(p.open(Some(&host), "/", None).await.0, StatusCode::OK);
+    p.call(
+        Method::PATCH,
+        &format!("/api/v1/instances/{id}"),
+        Some("alice"),
+        Some(patch("PRIVATE")),
+    )
+    .await;
+
+    // The wrong form redirects to the right one.
+    let (s, _, headers) = p
+        .open(None, &format!("/instance/{id}/x?y=1"), Some("alice"))
+        .await;
+    assert_eq!(s, StatusCode::TEMPORARY_REDIRECT);
+    assert_eq!(headers["location"], format!("http://{host}/x?y=1"));
+    // Unknown instances get a page, not a 502.
+    let unknown = "00000000-0000-4000-8000-000000000000";
+    let (s, page, _) = p
+        .open(
+            Some(&format!("{unknown}.localhost:{port}")),
+            "/",
+            Some("alice"),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert!(page.contains("No such app instance"));
+
+    // Status and logs.
+    let (s, status) = p
+        .call(
+            Method::GET,
+            &format!("/api/v1/instances/{id}/status"),
+            Some("alice"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(status["phase"], "RUNNING", "{status}");
+    let (s, logs) = p.logs("alice", &id).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        logs.contains("[launcher]") && logs.contains("ok boto3 start"),
+        "{logs}"
+    );
+    assert!(!logs.contains("ait_"), "the instance token is never logged");
+    assert_eq!(p.logs("bob", &id).await.0, StatusCode::NOT_FOUND);
+
+    // Drive's sessions last 10 s here and the broker's tokens 10 s: the app still writes
+    // once its first credentials have expired.
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    ws.send("@ / {\"write\":true,\"tag\":\"late\"}").await;
+    let frame = ws
+        .until("h2o_drive late", Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|seen| panic!("no late writes: {seen:?}"));
+    assert!(
+        !frame.contains("FAILED late") && !frame.contains("FAILED boto3 late"),
+        "{frame}"
+    );
+    // Drive's sessions are short here: the test's own need renewing too.
+    let alice = p.drive_as("alice").await;
+    assert!(
+        object(&alice, &format!("home/boto3-late-{id}.txt"))
+            .await
+            .is_some()
+    );
+
+    // Credentials minted for the instance: the broker token in its web identity file, the
+    // STS session made from it, and the instance token itself.
+    let spec: Value =
+        serde_json::from_slice(&std::fs::read(p.instance_dir(&id).join("spec.json")).unwrap())
+            .unwrap();
+    let instance_token = spec["env"]["H2O_CLOUD_CLIENT_PLATFORM_TOKEN"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let broker = |t: &str| {
+        p.http
+            .post(format!("{}/broker/token", p.url))
+            .form(&[
+                ("grant_type", "refresh_token"),
+                ("client_id", "appstore-instance"),
+                ("refresh_token", t),
+            ])
+            .send()
+    };
+    let answer: Value = broker(&instance_token).await.unwrap().json().await.unwrap();
+    let broker_token = answer["access_token"]
+        .as_str()
+        .expect("a broker token")
+        .to_owned();
+    let creds = s3_compat_tests::sts::assume(&p.drive.endpoint, &broker_token, None)
+        .await
+        .expect("STS trusts the broker");
+    let session = s3_compat_tests::sts::session_client(&p.drive.endpoint, &creds);
+    assert!(
+        object(&session, &format!("home/boto3-start-{id}.txt"))
+            .await
+            .is_some(),
+        "the session is alice's"
+    );
+
+    let (s, _) = p
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/instances/{id}"),
+            Some("alice"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    // At once: every credential of the instance is refused.
+    let e = session
+        .list_objects_v2()
+        .bucket("_my")
+        .send()
+        .await
+        .expect_err("the session is revoked");
+    assert!(format!("{e:?}").contains("InvalidToken"), "{e:?}");
+    let e = s3_compat_tests::sts::assume(&p.drive.endpoint, &broker_token, None)
+        .await
+        .expect_err("the broker token is revoked");
+    assert_eq!(e.code, "InvalidIdentityToken", "{}", e.body);
+    let refused = broker(&instance_token).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        refused.json::<Value>().await.unwrap()["error"],
+        "invalid_grant"
+    );
+    let bundle = p
+        .http
+        .get(format!("{}/api/v1/instances/{id}/launcher/bundle", p.url))
+        .bearer_auth(&instance_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bundle.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        p.open(Some(&host), "/", Some("alice")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert!(
+        !p.instance_dir(&id).exists(),
+        "terminate removes the instance's files"
+    );
+    // alice's own credentials still work.
+    let alice = p.drive_as("alice").await;
+    assert!(
+        object(&alice, &format!("home/boto3-start-{id}.txt"))
+            .await
+            .is_some()
+    );
+    p.stop(&[], "alice").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn base_url_instances_suspend_and_resume_with_their_volume() {
+    let p = Platform::start(|a| a.routing_mode = Some("BASE_URL".into())).await;
+    let app = p.import("alice", drive_app(), "PRIVATE").await;
+    let (status, inst) = p.run("alice", &app, json!({})).await;
+    assert_eq!(status, StatusCode::CREATED, "{inst}");
+    let id = inst["id"].as_str().unwrap().to_owned();
+    let base = format!("/instance/{id}/");
+    assert_eq!(inst["url"], format!("{}{base}", p.url));
+    p.until_running(None, &base, "alice", &id).await;
+    let mut ws = watch(&p, &p.addr, &format!("{base}_s/"), "alice", &base).await;
+    ws.until("starts=1", Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|seen| panic!("{seen:?}"));
+
+    // The wrong form redirects.
+    let port = p.addr.rsplit(':').next().unwrap();
+    let (s, _, headers) = p
+        .open(
+            Some(&format!("{id}.localhost:{port}")),
+            "/a?b",
+            Some("alice"),
+        )
+        .await;
+    assert_eq!(s, StatusCode::TEMPORARY_REDIRECT);
+    assert_eq!(headers["location"], format!("{}{base}a?b", p.url));
+
+    let (s, body) = p
+        .call(
+            Method::POST,
+            &format!("/api/v1/instances/{id}/suspend"),
+            Some("alice"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(body["status"]["phase"], "SUSPENDED");
+    let (s, page, _) = p.open(None, &base, Some("alice")).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(page.contains("suspended"), "{page}");
+    let (s, _) = p
+        .call(
+            Method::POST,
+            &format!("/api/v1/instances/{id}/resume"),
+            Some("alice"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    p.until_running(None, &base, "alice", &id).await;
+    let mut ws = watch(&p, &p.addr, &format!("{base}_s/"), "alice", &base).await;
+    ws.until("starts=2", Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|seen| panic!("the volume survives suspend: {seen:?}"));
+    let (s, previous) = p
+        .http
+        .get(format!(
+            "{}/api/v1/instances/{id}/logs?previous=true",
+            p.url
+        ))
+        .bearer_auth(p.token("alice").await)
+        .send()
+        .await
+        .map(|r| (r.status(), r))
+        .unwrap();
+    assert_eq!(s, StatusCode::OK);
+    assert!(previous.text().await.unwrap().contains("[launcher]"));
+    p.stop(&[id], "alice").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn instance_limits_hold_for_users_and_visitors() {
+    // The launcher is replaced by a program that exits at once: limits are the scheduler's.
+    let p = Platform::start(|a| a.launcher = Some("/bin/true".into())).await;
+    let app = p.import("alice", drive_app(), "PUBLIC").await;
+    let mut alices = Vec::new();
+    for _ in 0..10 {
+        let (s, body) = p.run("alice", &app, json!({})).await;
+        assert_eq!(s, StatusCode::CREATED, "{body}");
+        alices.push(body["id"].as_str().unwrap().to_owned());
+    }
+    let (s, body) = p.run("alice", &app, json!({})).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    assert_eq!(body["code"], "instance-limit", "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("at most 10"),
+        "{body}"
+    );
+    let mut erins = Vec::new();
+    for _ in 0..5 {
+        let (s, body) = p.run("erin", &app, json!({})).await;
+        assert_eq!(s, StatusCode::CREATED, "{body}");
+        erins.push(body["id"].as_str().unwrap().to_owned());
+    }
+    let (s, body) = p.run("erin", &app, json!({})).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("visitor may have at most 5"),
+        "{body}"
+    );
+    // A suspended instance still counts; a terminated one frees its slot.
+    let first = &alices[0];
+    p.call(
+        Method::POST,
+        &format!("/api/v1/instances/{first}/suspend"),
+        Some("alice"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        p.run("alice", &app, json!({})).await.0,
+        StatusCode::CONFLICT
+    );
+    let (s, _) = p
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/instances/{first}"),
+            Some("alice"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, body) = p.run("alice", &app, json!({})).await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    alices[0] = body["id"].as_str().unwrap().to_owned();
+    // Listing: one's own; everything only for admins.
+    let (_, mine) = p
+        .call(Method::GET, "/api/v1/instances", Some("alice"), None)
+        .await;
+    assert_eq!(mine["instances"].as_array().unwrap().len(), 10);
+    assert_eq!(
+        p.call(
+            Method::GET,
+            "/api/v1/instances?all=true",
+            Some("alice"),
+            None
+        )
+        .await
+        .0,
+        StatusCode::FORBIDDEN
+    );
+    let (_, all) = p
+        .call(
+            Method::GET,
+            "/api/v1/instances?all=true",
+            Some("dave"),
+            None,
+        )
+        .await;
+    assert_eq!(all["instances"].as_array().unwrap().len(), 15);
+    // An app with instances cannot be deleted.
+    let (s, body) = p
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/apps/{app}"),
+            Some("alice"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{body}");
+    for id in &erins {
+        p.call(
+            Method::DELETE,
+            &format!("/api/v1/instances/{id}"),
+            Some("erin"),
+            None,
+        )
+        .await;
+    }
+    p.stop(&alices, "alice").await;
+}
