@@ -112,10 +112,16 @@ pub struct LocalRuntime {
 impl LocalRuntime {
     /// Opens the runtime in `root`, adopting the launchers of a previous App Store process
     /// that still run and restarting those that should run but do not.
-    pub fn open(root: PathBuf, settings: LauncherSettings) -> std::io::Result<Self> {
-        std::fs::create_dir_all(&root)?;
-        for dir in [&settings.pip_cache, &settings.venv_cache] {
-            std::fs::create_dir_all(dir)?;
+    /// Paths are made absolute: launchers run in their instance's directory.
+    pub fn open(root: PathBuf, mut settings: LauncherSettings) -> std::io::Result<Self> {
+        let root = absolute_dir(&root)?;
+        settings.pip_cache = absolute_dir(&settings.pip_cache)?;
+        settings.venv_cache = absolute_dir(&settings.venv_cache)?;
+        if let Some(wheelhouse) = &settings.wheelhouse {
+            settings.wheelhouse = Some(std::path::absolute(wheelhouse)?);
+        }
+        if settings.program.components().count() > 1 {
+            settings.program = std::path::absolute(&settings.program)?;
         }
         let runtime = Self {
             root,
@@ -200,6 +206,12 @@ impl LocalRuntime {
             let _ = task.await;
         }
     }
+}
+
+/// `dir`, created if missing, as an absolute path.
+fn absolute_dir(dir: &Path) -> std::io::Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::canonicalize(dir)
 }
 
 /// Whether `pid` is a launcher of instance `id` (its environment names the instance).
