@@ -255,35 +255,6 @@ async fn the_cli_bundles_imports_and_manages_a_wave_app() {
     stack.stop().await;
 }
 
-/// Starts `appstore serve` with `envs` and waits for its ready line; returns the child and
-/// its base URL.
-fn serve(envs: &[(&str, String)]) -> (std::process::Child, String) {
-    use std::io::BufRead as _;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_appstore"))
-        .arg("serve")
-        .envs(envs.iter().map(|(k, v)| (k, v)))
-        .env("APPSTORE_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("appstore serve starts");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if let Some(url) = line.strip_prefix("App Store ready on ") {
-                let _ = tx.send(url.trim().to_owned());
-            }
-        }
-    });
-    let url = rx
-        .recv_timeout(std::time::Duration::from_secs(30))
-        .expect("appstore serve becomes ready");
-    (child, url)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn appstore_serve_takes_flags_environment_and_toml_and_stops_on_sigterm() {
     use s3_compat_tests::server::{ACCESS_KEY, DriveProcess, SECRET_KEY};
@@ -308,7 +279,7 @@ async fn appstore_serve_takes_flags_environment_and_toml_and_stops_on_sigterm() 
         ("APPSTORE_DRIVE_SECRET_KEY", SECRET_KEY.to_owned()),
         ("APPSTORE_BUCKET", "from-env".to_owned()),
     ];
-    let (mut child, url) = serve(&envs);
+    let (mut child, url) = common::serve(&envs);
     let http = reqwest::Client::new();
     let get = |path: &str| http.get(format!("{url}{path}")).send();
     assert_eq!(get("/healthz").await.unwrap().status(), 200);

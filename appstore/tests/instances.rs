@@ -744,3 +744,163 @@ async fn instance_limits_hold_for_users_and_visitors() {
     }
     p.stop(&alices, "alice").await;
 }
+
+/// SIGTERM to `child`, and its exit status.
+async fn terminate_child(mut child: std::process::Child) -> std::process::ExitStatus {
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .expect("joined")
+        .expect("the App Store exits")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restarted_app_store_adopts_its_running_instances() {
+    use s3_compat_tests::server::{ACCESS_KEY, SECRET_KEY};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let idp = Idp::start_for_app(&format!("{url}/auth/callback")).await;
+    let issuers = format!("{},{url}/broker", idp.issuer());
+    let drive_dir = dir.path().join("drive");
+    std::fs::create_dir_all(&drive_dir).expect("drive dir");
+    let drive = tokio::task::spawn_blocking(move || {
+        DriveProcess::start_in(
+            &drive_dir,
+            &["--oidc-issuer", &issuers, "--oidc-audience", AUDIENCE],
+        )
+    })
+    .await
+    .expect("drive starts");
+    let tools = tools_dir();
+    let data = dir.path().join("appstore");
+    let envs = [
+        ("APPSTORE_LISTEN", format!("127.0.0.1:{port}")),
+        ("APPSTORE_DATA_DIR", data.display().to_string()),
+        ("APPSTORE_DRIVE_ENDPOINT", drive.endpoint.clone()),
+        ("APPSTORE_DRIVE_ACCESS_KEY", ACCESS_KEY.to_owned()),
+        ("APPSTORE_DRIVE_SECRET_KEY", SECRET_KEY.to_owned()),
+        ("H2O_CLOUD_OIDC_PROVIDER_URL", idp.issuer().to_owned()),
+        ("H2O_CLOUD_OIDC_AUDIENCE", AUDIENCE.to_owned()),
+        (
+            "H2O_CLOUD_OIDC_FULL_ACCESS_ROLE_NAME",
+            "app-user".to_owned(),
+        ),
+        ("APPSTORE_ROUTING_MODE", "BASE_URL".to_owned()),
+        ("APPSTORE_LAUNCHER", launcher().display().to_string()),
+        (
+            "APPSTORE_PIP_CACHE_DIR",
+            tools.join("appstore-pip-cache").display().to_string(),
+        ),
+        (
+            "APPSTORE_VENV_CACHE_DIR",
+            tools.join("appstore-venvs").display().to_string(),
+        ),
+        ("APPSTORE_BROKER_AUDIENCE", AUDIENCE.to_owned()),
+    ];
+    let (first, _) = common::serve(&envs);
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("a client");
+    let token = idp.password_token("alice").await.access_token;
+    let imported: Value = http
+        .post(format!("{url}/api/v1/apps"))
+        .bearer_auth(&token)
+        .body(drive_app())
+        .send()
+        .await
+        .expect("import")
+        .json()
+        .await
+        .expect("json");
+    let app = imported["id"].as_str().expect("an app id");
+    let run: Value = http
+        .post(format!("{url}/api/v1/apps/{app}/instances"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("run")
+        .json()
+        .await
+        .expect("json");
+    let id = run["id"].as_str().expect("an instance id").to_owned();
+    let page = format!("{url}/instance/{id}/");
+    let serving = |http: reqwest::Client, token: String, page: String| async move {
+        let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+        while tokio::time::Instant::now() < deadline {
+            let ok = http
+                .get(&page)
+                .bearer_auth(&token)
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == StatusCode::OK);
+            if ok {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        false
+    };
+    assert!(
+        serving(http.clone(), token.clone(), page.clone()).await,
+        "the instance serves"
+    );
+    let state_file = data.join("instances").join(&id).join("state.json");
+    let pid = |f: &Path| -> u64 {
+        let state: Value = serde_json::from_slice(&std::fs::read(f).expect("state")).expect("json");
+        state["pid"].as_u64().expect("a launcher pid")
+    };
+    let launcher_pid = pid(&state_file);
+
+    // The App Store stops; the instance keeps running and the next App Store adopts it.
+    assert!(terminate_child(first).await.success());
+    assert!(
+        Path::new(&format!("/proc/{launcher_pid}")).exists(),
+        "the launcher outlives the App Store"
+    );
+    let (second, _) = common::serve(&envs);
+    assert!(
+        serving(http.clone(), token.clone(), page.clone()).await,
+        "served again after the restart"
+    );
+    assert_eq!(pid(&state_file), launcher_pid, "adopted, not restarted");
+    let status: Value = http
+        .get(format!("{url}/api/v1/instances/{id}/status"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("status")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(status["phase"], "RUNNING", "{status}");
+    assert_eq!(status["restarts"], 0, "{status}");
+
+    // Terminating an adopted instance stops its processes.
+    let gone = http
+        .delete(format!("{url}/api/v1/instances/{id}"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("terminate");
+    assert_eq!(gone.status(), StatusCode::NO_CONTENT);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while Path::new(&format!("/proc/{launcher_pid}")).exists()
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        !Path::new(&format!("/proc/{launcher_pid}")).exists(),
+        "the launcher is gone"
+    );
+    assert!(terminate_child(second).await.success());
+}

@@ -346,3 +346,32 @@ pub fn bundle_with(app_toml: &str) -> Vec<u8> {
 pub fn bundle(name: &str, version: &str) -> Vec<u8> {
     bundle_with(&manifest(name, version, ""))
 }
+
+/// Starts `appstore serve` with `envs` and waits for its ready line; returns the child and
+/// its base URL.
+pub fn serve(envs: &[(&str, String)]) -> (std::process::Child, String) {
+    use std::io::BufRead as _;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_appstore"))
+        .arg("serve")
+        .envs(envs.iter().map(|(k, v)| (k, v)))
+        .env("APPSTORE_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("appstore serve starts");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(url) = line.strip_prefix("App Store ready on ") {
+                let _ = tx.send(url.trim().to_owned());
+            }
+        }
+    });
+    let url = rx
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("appstore serve becomes ready");
+    (child, url)
+}
