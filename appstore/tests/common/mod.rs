@@ -141,6 +141,11 @@ impl Stack {
         self.idp.password_token(user).await.access_token
     }
 
+    /// The App Store's data directory.
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self._dir.path().join("appstore")
+    }
+
     /// Sends a request as `user` (`None`: anonymous) and returns status and JSON body
     /// (`Null` when empty or not JSON).
     pub async fn call(
