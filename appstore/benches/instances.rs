@@ -35,21 +35,37 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 async fn cold_start(stack: &Stack, version: &str) -> (Duration, String) {
     let token = stack.token("alice").await;
     let started = Instant::now();
-    let (status, app) = stack.import_with_token(&token, bundle("ai.h2o.bench.hello", version), None).await;
+    let (status, app) = stack
+        .import_with_token(&token, bundle("ai.h2o.bench.hello", version), None)
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{app}");
     let app = app["id"].as_str().expect("an app id");
     let (status, inst) = stack
-        .call(Method::POST, &format!("/api/v1/apps/{app}/instances"), Some("alice"), None)
+        .call(
+            Method::POST,
+            &format!("/api/v1/apps/{app}/instances"),
+            Some("alice"),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{inst}");
     let id = inst["id"].as_str().expect("an instance id").to_owned();
     let page = format!("{}/instance/{id}/", stack.url);
     loop {
-        let r = stack.http.get(&page).bearer_auth(&token).send().await.expect("router");
+        let r = stack
+            .http
+            .get(&page)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("router");
         if r.status() == StatusCode::OK {
             return (started.elapsed(), id);
         }
-        assert!(started.elapsed() < Duration::from_secs(600), "no start within 10 min");
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "no start within 10 min"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -129,11 +145,25 @@ async fn main() {
     .expect("json");
     let wave_port = state["wave_port"].as_u64().expect("waved's port");
     let token = stack.token("alice").await;
-    let http = reqwest::Client::builder().no_proxy().pool_max_idle_per_host(64).build().expect("a client");
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(64)
+        .build()
+        .expect("a client");
     let direct = format!("http://127.0.0.1:{wave_port}/instance/{id}/");
     let routed = format!("{}/instance/{id}/", stack.url);
-    let size = http.get(&direct).send().await.expect("waved").bytes().await.expect("body").len();
-    println!("router overhead: GET of Wave's index ({size} bytes), {REQUESTS} requests, {CONCURRENCY} at once:");
+    let size = http
+        .get(&direct)
+        .send()
+        .await
+        .expect("waved")
+        .bytes()
+        .await
+        .expect("body")
+        .len();
+    println!(
+        "router overhead: GET of Wave's index ({size} bytes), {REQUESTS} requests, {CONCURRENCY} at once:"
+    );
     for round in 0..3 {
         let (direct_rate, direct_lat) = load(&http, &direct, None).await;
         let (routed_rate, routed_lat) = load(&http, &routed, Some(&token)).await;
@@ -147,7 +177,14 @@ async fn main() {
         );
     }
     for id in &ids {
-        stack.call(Method::DELETE, &format!("/api/v1/instances/{id}"), Some("alice"), None).await;
+        stack
+            .call(
+                Method::DELETE,
+                &format!("/api/v1/instances/{id}"),
+                Some("alice"),
+                None,
+            )
+            .await;
     }
     stack.stop().await;
 }

@@ -304,6 +304,17 @@ async fn an_instance_writes_to_its_users_drive_through_the_router() {
         frame.contains("hello from app.toml"),
         "[[Env]] reaches the app: {frame}"
     );
+    // h2o_discovery finds the broker as issuer; the instance's Drive space resolves.
+    assert!(
+        frame.contains(&format!("issuer={}/broker", p.url)),
+        "{frame}"
+    );
+    assert!(
+        frame.contains(&format!(
+            "space=ai.h2o.test.drivewriter/{app}-0.0.1/{id}/workspace/"
+        )),
+        "{frame}"
+    );
     assert!(!frame.contains("FAILED"), "{frame}");
     // A button click writes again.
     ws.send("@ / {\"write\":true,\"tag\":\"click\"}").await;
