@@ -147,6 +147,13 @@ fn path_and_query(req: &Request) -> String {
 }
 
 async fn serve(state: &AppState, id: &str, form: Form, host: String, mut req: Request) -> Response {
+    if req.method() == Method::CONNECT {
+        return (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "CONNECT is not forwarded to instances\n",
+        )
+            .into_response();
+    }
     let instance = match state.scheduler.get(id).await {
         Ok(Some(i)) => i,
         Ok(None) => {
@@ -232,7 +239,31 @@ async fn serve(state: &AppState, id: &str, form: Form, host: String, mut req: Re
             .unwrap_or("http")
             .to_owned(),
     };
-    state.proxy.forward(target, req, &origin).await
+    let mut response = state.proxy.forward(target, req, &origin).await;
+    drop_our_cookies(response.headers_mut());
+    response
+}
+
+/// Removes `Set-Cookie` headers by which an app would set or overwrite the App Store's own
+/// cookies (on a BASE_URL instance the App Store's host is the app's host).
+fn drop_our_cookies(headers: &mut HeaderMap) {
+    let kept: Vec<HeaderValue> = headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter(|v| {
+            let name = v
+                .to_str()
+                .ok()
+                .and_then(|c| c.split_once('='))
+                .map(|(n, _)| n.trim());
+            !name.is_some_and(|n| [SESSION_COOKIE, LOGIN_COOKIE, INSTANCE_COOKIE].contains(&n))
+        })
+        .cloned()
+        .collect();
+    headers.remove(header::SET_COOKIE);
+    for v in kept {
+        headers.append(header::SET_COOKIE, v);
+    }
 }
 
 /// Drops what belongs to the App Store: its cookies, a bearer token it checked, and any
@@ -488,6 +519,26 @@ mod tests {
         assert_eq!(local_path(Some("https://evil.com")), "/");
         assert_eq!(local_path(Some("/\\evil.com")), "/");
         assert_eq!(local_path(None), "/");
+    }
+
+    #[test]
+    fn apps_cannot_set_the_app_stores_cookies() {
+        let mut h = HeaderMap::new();
+        h.append(
+            header::SET_COOKIE,
+            HeaderValue::from_static("appstore_session=evil; Path=/"),
+        );
+        h.append(
+            header::SET_COOKIE,
+            HeaderValue::from_static("oidcsession=1; Path=/x"),
+        );
+        h.append(
+            header::SET_COOKIE,
+            HeaderValue::from_static(" appstore_instance=x"),
+        );
+        drop_our_cookies(&mut h);
+        let left: Vec<_> = h.get_all(header::SET_COOKIE).iter().collect();
+        assert_eq!(left, ["oidcsession=1; Path=/x"]);
     }
 
     #[test]
