@@ -8,15 +8,14 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use appstore::config::{Config, ServeArgs};
-use appstore::server::Running;
+use appstore::config::ServeArgs;
 use reqwest::{Method, StatusCode};
 use s3_compat_tests::idp::{AUDIENCE, Idp};
 use s3_compat_tests::server::DriveProcess;
 use serde_json::{Value, json};
 
 use common::ws::Ws;
-use common::zip;
+use common::{Db, Stack, zip};
 
 /// How long a first start may take: a cold pip cache downloads h2o-wave, h2o-drive, boto3.
 const START_TIMEOUT: Duration = Duration::from_secs(420);
@@ -46,99 +45,49 @@ fn drive_app() -> Vec<u8> {
     ])
 }
 
-/// Drive, the provider and an App Store whose instances run on this machine.
+/// Drive trusting the provider and the App Store's broker, and an App Store whose instances
+/// run on this machine.
 struct Platform {
-    url: String,
+    stack: Stack,
     addr: String,
-    idp: Idp,
-    drive: DriveProcess,
-    app: Option<Running>,
-    http: reqwest::Client,
-    dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Platform {
+    type Target = Stack;
+
+    fn deref(&self) -> &Stack {
+        &self.stack
+    }
 }
 
 impl Platform {
     async fn start(tweak: impl FnOnce(&mut ServeArgs)) -> Platform {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("a port");
-        let addr = listener.local_addr().expect("bound").to_string();
-        let url = format!("http://{addr}");
-        let idp = Idp::start_for_app(&format!("{url}/auth/callback")).await;
-        let issuers = format!("{},{url}/broker", idp.issuer());
-        let drive_dir = dir.path().join("drive");
-        std::fs::create_dir_all(&drive_dir).expect("drive dir");
-        let drive = tokio::task::spawn_blocking(move || {
-            DriveProcess::start_in(
-                &drive_dir,
-                &[
-                    "--oidc-issuer",
-                    &issuers,
-                    "--oidc-audience",
-                    AUDIENCE,
-                    "--oidc-roles-claim",
-                    "realm_access.roles",
-                    "--sts-max-duration-secs",
-                    "10",
-                ],
-            )
+        let drive_flags = |url: &str, issuer: &str| {
+            [
+                "--oidc-issuer",
+                &format!("{issuer},{url}/broker"),
+                "--oidc-audience",
+                AUDIENCE,
+                "--oidc-roles-claim",
+                "realm_access.roles",
+                "--sts-max-duration-secs",
+                "10",
+            ]
+            .map(str::to_owned)
+            .to_vec()
+        };
+        let stack = Stack::start_with_drive(Db::Sqlite, drive_flags, |args| {
+            let tools = tools_dir();
+            args.launcher = Some(launcher());
+            args.pip_cache_dir = Some(tools.join("appstore-pip-cache"));
+            args.venv_cache_dir = Some(tools.join("appstore-venvs"));
+            args.broker_audience = Some(AUDIENCE.to_owned());
+            args.broker_token_ttl_secs = Some(10);
+            tweak(args);
         })
-        .await
-        .expect("drive starts");
-        let database = format!("sqlite://{}/appstore.db?mode=rwc", dir.path().display());
-        let mut args = common::args(dir.path(), &drive.endpoint, idp.issuer(), &database, &url);
-        let tools = tools_dir();
-        args.launcher = Some(launcher());
-        args.pip_cache_dir = Some(tools.join("appstore-pip-cache"));
-        args.venv_cache_dir = Some(tools.join("appstore-venvs"));
-        args.broker_audience = Some(AUDIENCE.to_owned());
-        args.broker_token_ttl_secs = Some(10);
-        tweak(&mut args);
-        let app = appstore::server::start(Config::resolve(args).expect("config"), listener)
-            .await
-            .expect("the App Store starts");
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .build()
-            .expect("a client");
-        Platform {
-            url,
-            addr,
-            idp,
-            drive,
-            app: Some(app),
-            http,
-            dir,
-        }
-    }
-
-    async fn token(&self, user: &str) -> String {
-        self.idp.password_token(user).await.access_token
-    }
-
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        user: Option<&str>,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let mut r = self.http.request(method, format!("{}{path}", self.url));
-        if let Some(user) = user {
-            r = r.bearer_auth(self.token(user).await);
-        }
-        if let Some(body) = body {
-            r = r.json(&body);
-        }
-        let response = r.send().await.expect("the App Store answers");
-        let status = response.status();
-        let bytes = response.bytes().await.expect("a body");
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
+        .await;
+        let addr = stack.url.trim_start_matches("http://").to_owned();
+        Platform { stack, addr }
     }
 
     async fn import(&self, user: &str, bundle: Vec<u8>, visibility: &str) -> String {
@@ -219,32 +168,24 @@ impl Platform {
     }
 
     fn instance_dir(&self, id: &str) -> PathBuf {
-        self.dir.path().join("appstore/instances").join(id)
+        self.data_dir().join("instances").join(id)
     }
 
     /// An S3 client for Drive with `user`'s STS credentials.
     async fn drive_as(&self, user: &str) -> aws_sdk_s3::Client {
         let token = self.token(user).await;
-        let creds = s3_compat_tests::sts::assume(&self.drive.endpoint, &token, None)
+        let creds = s3_compat_tests::sts::assume(&self.drive_endpoint, &token, None)
             .await
             .expect("STS credentials");
-        s3_compat_tests::sts::session_client(&self.drive.endpoint, &creds)
+        s3_compat_tests::sts::session_client(&self.drive_endpoint, &creds)
     }
 
-    async fn stop(mut self, ids: &[String], owner: &str) {
+    async fn stop(self, ids: &[String], owner: &str) {
         for id in ids {
-            let _ = self
-                .call(
-                    Method::DELETE,
-                    &format!("/api/v1/instances/{id}"),
-                    Some(owner),
-                    None,
-                )
-                .await;
+            let path = format!("/api/v1/instances/{id}");
+            let _ = self.call(Method::DELETE, &path, Some(owner), None).await;
         }
-        if let Some(app) = self.app.take() {
-            app.stop().await.expect("the App Store stops");
-        }
+        self.stack.stop().await;
     }
 }
 
@@ -517,10 +458,10 @@ async fn an_instance_writes_to_its_users_drive_through_the_router() {
         .as_str()
         .expect("a broker token")
         .to_owned();
-    let creds = s3_compat_tests::sts::assume(&p.drive.endpoint, &broker_token, None)
+    let creds = s3_compat_tests::sts::assume(&p.drive_endpoint, &broker_token, None)
         .await
         .expect("STS trusts the broker");
-    let session = s3_compat_tests::sts::session_client(&p.drive.endpoint, &creds);
+    let session = s3_compat_tests::sts::session_client(&p.drive_endpoint, &creds);
     assert!(
         object(&session, &format!("home/boto3-start-{id}.txt"))
             .await
@@ -545,7 +486,7 @@ async fn an_instance_writes_to_its_users_drive_through_the_router() {
         .await
         .expect_err("the session is revoked");
     assert!(format!("{e:?}").contains("InvalidToken"), "{e:?}");
-    let e = s3_compat_tests::sts::assume(&p.drive.endpoint, &broker_token, None)
+    let e = s3_compat_tests::sts::assume(&p.drive_endpoint, &broker_token, None)
         .await
         .expect_err("the broker token is revoked");
     assert_eq!(e.code, "InvalidIdentityToken", "{}", e.body);

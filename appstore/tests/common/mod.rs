@@ -85,15 +85,31 @@ impl Stack {
 
     /// Like [`Stack::start`], with settings changed by `tweak`.
     pub async fn start_with(db: Db, tweak: impl FnOnce(&mut ServeArgs)) -> Self {
+        Self::start_with_drive(db, |_, _| Vec::new(), tweak).await
+    }
+
+    /// Like [`Stack::start_with`], Drive started with the flags `drive_flags` returns for the
+    /// App Store's URL and the provider's issuer.
+    pub async fn start_with_drive(
+        db: Db,
+        drive_flags: impl FnOnce(&str, &str) -> Vec<String>,
+        tweak: impl FnOnce(&mut ServeArgs),
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("a loopback port");
         let url = format!("http://{}", listener.local_addr().expect("bound"));
-        let drive = tokio::task::spawn_blocking(DriveProcess::start)
-            .await
-            .expect("drive starts");
         let idp = Idp::start_for_app(&format!("{url}/auth/callback")).await;
+        let flags = drive_flags(&url, idp.issuer());
+        let drive_dir = dir.path().join("drive");
+        std::fs::create_dir_all(&drive_dir).expect("drive dir");
+        let drive = tokio::task::spawn_blocking(move || {
+            let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+            DriveProcess::start_in(&drive_dir, &flags)
+        })
+        .await
+        .expect("drive starts");
         let (database, database_url) = match db {
             Db::Sqlite => (
                 None,
