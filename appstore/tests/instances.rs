@@ -105,6 +105,15 @@ impl Platform {
         body["id"].as_str().expect("an id").to_owned()
     }
 
+    /// Changes an instance's visibility as `user`; the status.
+    async fn set_visibility(&self, user: &str, id: &str, visibility: &str) -> StatusCode {
+        let body = json!({ "visibility": visibility });
+        let path = format!("/api/v1/instances/{id}");
+        self.call(Method::PATCH, &path, Some(user), Some(body))
+            .await
+            .0
+    }
+
     async fn run(&self, user: &str, app: &str, body: Value) -> (StatusCode, Value) {
         self.call(
             Method::POST,
@@ -286,15 +295,7 @@ async fn an_instance_writes_to_its_users_drive_through_the_router() {
     }
 
     // Who may open it: PRIVATE the owner only, ALL_USERS signed-in users, PUBLIC anyone.
-    let patch = |v: &str| json!({ "visibility": v });
-    let (s, _) = p
-        .call(
-            Method::PATCH,
-            &format!("/api/v1/instances/{id}"),
-            Some("alice"),
-            Some(patch("PRIVATE")),
-        )
-        .await;
+    let s = p.set_visibility("alice", &id, "PRIVATE").await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(
         p.open(Some(&host), "/", Some("bob")).await.0,
@@ -319,34 +320,14 @@ async fn an_instance_writes_to_its_users_drive_through_the_router() {
             .is_some_and(|head| head.starts_with("HTTP/1.1 403")),
         "the websocket is authorized too"
     );
-    let (s, _) = p
-        .call(
-            Method::PATCH,
-            &format!("/api/v1/instances/{id}"),
-            Some("bob"),
-            Some(patch("PUBLIC")),
-        )
-        .await;
+    let s = p.set_visibility("bob", &id, "PUBLIC").await;
     assert_eq!(
         s,
         StatusCode::NOT_FOUND,
         "bob does not see alice's PRIVATE instance"
     );
-    p.call(
-        Method::PATCH,
-        &format!("/api/v1/instances/{id}"),
-        Some("alice"),
-        Some(patch("ALL_USERS")),
-    )
-    .await;
-    let (s, _) = p
-        .call(
-            Method::PATCH,
-            &format!("/api/v1/instances/{id}"),
-            Some("bob"),
-            Some(patch("PUBLIC")),
-        )
-        .await;
+    p.set_visibility("alice", &id, "ALL_USERS").await;
+    let s = p.set_visibility("bob", &id, "PUBLIC").await;
     assert_eq!(
         s,
         StatusCode::FORBIDDEN,
@@ -360,21 +341,9 @@ async fn an_instance_writes_to_its_users_drive_through_the_router() {
         p.open(Some(&host), "/", None).await.0,
         StatusCode::UNAUTHORIZED
     );
-    p.call(
-        Method::PATCH,
-        &format!("/api/v1/instances/{id}"),
-        Some("alice"),
-        Some(patch("PUBLIC")),
-    )
-    .await;
+    p.set_visibility("alice", &id, "PUBLIC").await;
     assert_eq!(p.open(Some(&host), "/", None).await.0, StatusCode::OK);
-    p.call(
-        Method::PATCH,
-        &format!("/api/v1/instances/{id}"),
-        Some("alice"),
-        Some(patch("PRIVATE")),
-    )
-    .await;
+    p.set_visibility("alice", &id, "PRIVATE").await;
 
     // The wrong form redirects to the right one.
     let (s, _, headers) = p
