@@ -50,6 +50,8 @@ pub struct AppState {
     pub proxy: crate::proxy::Proxy,
     /// Seals the tickets that hand a browser's session to an instance's host.
     pub tickets: shared_identity::Sealer,
+    /// Bearer tokens verified lately.
+    pub bearers: BearerCache,
     /// Metrics.
     pub metrics: Metrics,
     /// Whether apps may be PUBLIC.
@@ -61,6 +63,46 @@ pub struct AppState {
 }
 
 type Shared = Arc<AppState>;
+
+/// Verified bearer tokens by SHA-256, until they expire and for a minute at most, so that a
+/// token sent with every request (an instance's pages, the API) is verified once.
+#[derive(Default)]
+pub struct BearerCache(
+    std::sync::Mutex<
+        std::collections::HashMap<[u8; 32], (std::time::SystemTime, shared_identity::Principal)>,
+    >,
+);
+
+/// Entries at which the bearer cache is emptied.
+const BEARER_CACHE_MAX: usize = 10_000;
+
+impl BearerCache {
+    fn key(token: &str) -> [u8; 32] {
+        use sha2::Digest;
+        sha2::Sha256::digest(token.as_bytes()).into()
+    }
+
+    fn get(&self, token: &str) -> Option<shared_identity::Principal> {
+        let map = self.0.lock().expect("bearer cache");
+        map.get(&Self::key(token))
+            .filter(|(until, _)| *until > std::time::SystemTime::now())
+            .map(|(_, p)| p.clone())
+    }
+
+    fn put(
+        &self,
+        token: &str,
+        until: std::time::SystemTime,
+        principal: shared_identity::Principal,
+    ) {
+        let until = until.min(std::time::SystemTime::now() + std::time::Duration::from_secs(60));
+        let mut map = self.0.lock().expect("bearer cache");
+        if map.len() >= BEARER_CACHE_MAX {
+            map.clear();
+        }
+        map.insert(Self::key(token), (until, principal));
+    }
+}
 
 /// An error answer in RFC 9457 form.
 #[derive(Debug)]
@@ -247,6 +289,9 @@ pub(crate) async fn identify(
                     "Authorization must be `Bearer <access token>`",
                 )
             })?;
+        if let Some(principal) = state.bearers.get(token) {
+            return Ok((state.roles.caller(principal), None));
+        }
         let verified = state.verifier.verify(token).await.map_err(|e| match e {
             VerifyError::Provider(_) => {
                 tracing::error!(error = %e, "verifying an access token");
@@ -258,6 +303,9 @@ pub(crate) async fn identify(
             }
             e => Problem::new(StatusCode::UNAUTHORIZED, "invalid-token", e.to_string()),
         })?;
+        state
+            .bearers
+            .put(token, verified.expires, verified.principal.clone());
         return Ok((state.roles.caller(verified.principal), None));
     }
     let Some(session_id) = cookie(headers, SESSION_COOKIE) else {

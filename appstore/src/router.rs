@@ -154,7 +154,7 @@ async fn serve(state: &AppState, id: &str, form: Form, host: String, mut req: Re
         )
             .into_response();
     }
-    let instance = match state.scheduler.get(id).await {
+    let instance = match state.scheduler.routed(id).await {
         Ok(Some(i)) => i,
         Ok(None) => {
             return page(

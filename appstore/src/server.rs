@@ -170,6 +170,7 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Sta
         discovery,
         proxy: Proxy::default(),
         tickets: Sealer::new(key.clone(), Vec::new()),
+        bearers: api::BearerCache::default(),
         sign_in: SignIn::new(
             config.oidc.clone(),
             repo.clone(),

@@ -112,11 +112,13 @@ pub struct LocalRuntime {
 impl LocalRuntime {
     /// Opens the runtime in `root`, adopting the launchers of a previous App Store process
     /// that still run and restarting those that should run but do not.
-    /// Paths are made absolute: launchers run in their instance's directory.
+    /// Paths are made absolute and Python resolved to its interpreter: launchers run in their
+    /// instance's directory with another HOME.
     pub fn open(root: PathBuf, mut settings: LauncherSettings) -> std::io::Result<Self> {
         let root = absolute_dir(&root)?;
         settings.pip_cache = absolute_dir(&settings.pip_cache)?;
         settings.venv_cache = absolute_dir(&settings.venv_cache)?;
+        settings.python = real_python(&settings.python);
         if let Some(wheelhouse) = &settings.wheelhouse {
             settings.wheelhouse = Some(std::path::absolute(wheelhouse)?);
         }
@@ -204,6 +206,28 @@ impl LocalRuntime {
         let task = local.supervisor.lock().await.take();
         if let Some(task) = task {
             let _ = task.await;
+        }
+    }
+}
+
+/// The interpreter `python` runs, as an absolute path: launchers run with another HOME and a
+/// cleared environment, where version-manager shims (pyenv) no longer find it.
+fn real_python(python: &Path) -> PathBuf {
+    let out = std::process::Command::new(python)
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {
+            let path = String::from_utf8_lossy(&o.stdout).trim().to_owned();
+            if path.is_empty() {
+                python.to_owned()
+            } else {
+                PathBuf::from(path)
+            }
+        }
+        _ => {
+            tracing::warn!(python = %python.display(), "cannot run Python; instances will fail to install");
+            python.to_owned()
         }
     }
 }

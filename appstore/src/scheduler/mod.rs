@@ -148,7 +148,18 @@ pub struct Scheduler {
     endpoints: Endpoints,
     revoker: Revoker,
     public_mode: bool,
+    routes: Arc<std::sync::Mutex<RouteCache>>,
 }
+
+/// Instance rows the router read lately, so that it does not query the database for every
+/// request: changes made through this replica replace them at once, other replicas' within
+/// [`ROUTE_TTL`].
+type RouteCache = std::collections::HashMap<String, (std::time::Instant, Option<Instance>)>;
+
+/// How long the router trusts an instance row it read.
+const ROUTE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+/// Entries at which the route cache is emptied (unknown ids are cached too).
+const ROUTE_CACHE_MAX: usize = 10_000;
 
 impl Scheduler {
     /// A scheduler over `runtime`.
@@ -167,7 +178,29 @@ impl Scheduler {
             endpoints,
             revoker,
             public_mode,
+            routes: Arc::default(),
         }
+    }
+
+    /// An instance by id for the router: read from the database at most once per
+    /// [`ROUTE_TTL`].
+    pub async fn routed(&self, id: &str) -> Result<Option<Instance>, ScheduleError> {
+        if let Some((read, instance)) = self.routes.lock().expect("route cache").get(id)
+            && read.elapsed() < ROUTE_TTL
+        {
+            return Ok(instance.clone());
+        }
+        let instance = self.get(id).await?;
+        let mut routes = self.routes.lock().expect("route cache");
+        if routes.len() >= ROUTE_CACHE_MAX {
+            routes.clear();
+        }
+        routes.insert(id.to_owned(), (std::time::Instant::now(), instance.clone()));
+        Ok(instance)
+    }
+
+    fn forget_route(&self, id: &str) {
+        self.routes.lock().expect("route cache").remove(id);
     }
 
     /// The runtime instances run on.
@@ -316,6 +349,7 @@ impl Scheduler {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        self.forget_route(&id);
         let instance = Instance {
             id: id.clone(),
             app_id: app.id.clone(),
@@ -419,6 +453,7 @@ impl Scheduler {
             .await?;
         }
         tx.commit().await?;
+        self.forget_route(id);
         Ok(())
     }
 
@@ -538,6 +573,7 @@ impl Scheduler {
             .bind(&instance.id)
             .execute(self.repo.pool())
             .await?;
+        self.forget_route(&instance.id);
         Ok(Instance {
             visibility,
             ..instance
@@ -551,6 +587,7 @@ impl Scheduler {
             .bind(id)
             .execute(self.repo.pool())
             .await?;
+        self.forget_route(id);
         Ok(())
     }
 
