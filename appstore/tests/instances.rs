@@ -566,6 +566,56 @@ async fn instance_limits_hold_for_users_and_visitors() {
     // The launcher is replaced by a program that exits at once: limits are the scheduler's.
     let p = Platform::start(|a| a.launcher = Some("/bin/true".into())).await;
     let app = p.import("alice", drive_app(), "PUBLIC").await;
+    // Lifecycles: a LINK app has no instances; a MANAGED app is run by its owner or an admin.
+    let link = "[App]\nName = \"ai.h2o.test.link\"\nVersion = \"0.0.1\"\n\
+                InstanceLifecycle = \"LINK\"\n[Link]\nAddress = \"https://example.com/\"\n";
+    let link = p
+        .import("alice", zip(&[("app.toml", link.as_bytes())]), "ALL_USERS")
+        .await;
+    let (s, body) = p.run("alice", &link, json!({})).await;
+    assert_eq!(
+        (s, body["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("not-runnable")),
+        "{body}"
+    );
+    let managed = common::manifest("ai.h2o.test.managed", "0.0.1", "")
+        .replace("[Runtime]", "InstanceLifecycle = \"MANAGED\"\n\n[Runtime]");
+    let managed = p
+        .import("alice", common::bundle_with(&managed), "ALL_USERS")
+        .await;
+    assert_eq!(
+        p.run("bob", &managed, json!({})).await.0,
+        StatusCode::FORBIDDEN
+    );
+    let (s, body) = p.run("dave", &managed, json!({})).await;
+    assert_eq!(
+        s,
+        StatusCode::CREATED,
+        "an admin runs a MANAGED app: {body}"
+    );
+    let managed_instance = body["id"].as_str().unwrap().to_owned();
+    // Bad requests are refused with a clear error.
+    let (s, body) = p
+        .run("alice", &app, json!({ "routingMode": "SIDEWAYS" }))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    let (s, _) = p
+        .run("alice", &app, json!({ "visibility": "EVERYONE" }))
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        p.run("alice", "no-such-app", json!({})).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let (s, _) = p
+        .call(
+            Method::POST,
+            &format!("/api/v1/apps/{app}/instances"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
     let mut alices = Vec::new();
     for _ in 0..10 {
         let (s, body) = p.run("alice", &app, json!({})).await;
@@ -643,7 +693,7 @@ async fn instance_limits_hold_for_users_and_visitors() {
             None,
         )
         .await;
-    assert_eq!(all["instances"].as_array().unwrap().len(), 15);
+    assert_eq!(all["instances"].as_array().unwrap().len(), 16);
     // An app with instances cannot be deleted.
     let (s, body) = p
         .call(
@@ -654,6 +704,13 @@ async fn instance_limits_hold_for_users_and_visitors() {
         )
         .await;
     assert_eq!(s, StatusCode::CONFLICT, "{body}");
+    p.call(
+        Method::DELETE,
+        &format!("/api/v1/instances/{managed_instance}"),
+        Some("dave"),
+        None,
+    )
+    .await;
     for id in &erins {
         p.call(
             Method::DELETE,

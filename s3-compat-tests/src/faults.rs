@@ -115,18 +115,25 @@ pub async fn provider_outages(upstream: &mut Emulator) {
     );
 
     upstream.start().await;
-    let again = c
-        .get_object()
-        .bucket(&b)
-        .key("whole")
-        .send()
-        .await
-        .expect("get after the outage")
-        .body
-        .collect()
-        .await
-        .expect("whole body")
-        .into_bytes();
+    // An emulator that has just come back may still answer 5xx for a moment (SeaweedFS's
+    // volume server registers after its master answers); Drive says ServiceUnavailable, which
+    // clients retry.
+    let mut tries = 0;
+    let again = loop {
+        match c.get_object().bucket(&b).key("whole").send().await {
+            Ok(out) => break out,
+            Err(e) if tries < 20 && format!("{e:?}").contains("ServiceUnavailable") => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            Err(e) => panic!("get after the outage: {e:?}"),
+        }
+    }
+    .body
+    .collect()
+    .await
+    .expect("whole body")
+    .into_bytes();
     assert_eq!(md5_hex(&again), md5_hex(&whole), "the object is intact");
     let listed = c.list_objects_v2().bucket(&b).send().await.expect("list");
     let keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
