@@ -1,7 +1,7 @@
 //! The `appstore` CLI against a running App Store: `bundle` builds the hello-world Wave app
 //! (honouring `.appignore` and the default exclusions), then `login`, `app import | list |
 //! get | update | download | delete` and `tag list | assign | remove`, with a saved access
-//! token and with a refresh token.
+//! token and with a refresh token; `app run` and `instance …` against the local runtime.
 
 mod common;
 
@@ -417,5 +417,94 @@ async fn the_cli_signs_in_with_a_browser() {
     // The saved refresh token works for later commands.
     let list = appstore(&conf, &["app", "list", "--json"]).await;
     assert_eq!(ok(&list, "list after a browser sign-in").trim(), "[]");
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_runs_and_manages_instances() {
+    // The launcher is a program that exits at once: this is about the CLI and the API.
+    let stack = Stack::start_with(Db::Sqlite, |a| a.launcher = Some("/bin/true".into())).await;
+    let work = tempfile::tempdir().unwrap();
+    let conf = work.path().join("cli.toml");
+    let token = stack.token("alice").await;
+    ok(
+        &appstore(
+            &conf,
+            &["login", "--endpoint", &stack.url, "--token", &token],
+        )
+        .await,
+        "login",
+    );
+    let (_, app) = stack
+        .import("alice", common::bundle("ai.h2o.test.cli", "0.0.1"), None)
+        .await;
+    let app = app["id"].as_str().unwrap();
+    let out = ok(
+        &appstore(&conf, &["app", "run", app, "--routing-mode", "BASE_URL"]).await,
+        "run",
+    );
+    let id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("ID:"))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no ID in {out}"))
+        .to_owned();
+    assert!(
+        out.contains(&format!("{}/instance/{id}/", stack.url)),
+        "{out}"
+    );
+    assert!(out.contains("PRIVATE") && out.contains("BASE_URL"), "{out}");
+    let list = ok(&appstore(&conf, &["instance", "list"]).await, "list");
+    assert!(list.starts_with("ID") && list.contains(&id), "{list}");
+    let json = ok(
+        &appstore(&conf, &["--json", "instance", "get", &id]).await,
+        "get",
+    );
+    let got: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(got["appId"], app);
+    let status = ok(
+        &appstore(&conf, &["instance", "status", &id]).await,
+        "status",
+    );
+    assert!(
+        status.contains("Phase:") && status.contains("Restarts:"),
+        "{status}"
+    );
+    let updated = ok(
+        &appstore(&conf, &["instance", "update", &id, "-v", "ALL_USERS"]).await,
+        "update",
+    );
+    assert!(updated.contains("ALL_USERS"), "{updated}");
+    let suspended = ok(
+        &appstore(&conf, &["instance", "suspend", &id]).await,
+        "suspend",
+    );
+    assert!(suspended.contains("SUSPENDED"), "{suspended}");
+    ok(
+        &appstore(&conf, &["instance", "resume", &id]).await,
+        "resume",
+    );
+    // The current run's log (the stand-in launcher restarts every few seconds, each run
+    // starting a new log with the runtime's own line).
+    let mut logs = String::new();
+    for _ in 0..50 {
+        logs = ok(&appstore(&conf, &["instance", "logs", &id]).await, "logs");
+        if logs.contains("[appstore] memory") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(logs.contains("[appstore] memory"), "{logs}");
+    let bad = appstore(&conf, &["instance", "update", &id, "-v", "EVERYONE"]).await;
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("invalid-visibility"));
+    let out = ok(
+        &appstore(&conf, &["instance", "terminate", &id]).await,
+        "terminate",
+    );
+    assert!(out.contains(&format!("Terminated {id}")), "{out}");
+    let gone = appstore(&conf, &["instance", "get", &id]).await;
+    assert!(!gone.status.success());
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("404"));
     stack.stop().await;
 }
