@@ -96,6 +96,17 @@ pub struct ServeArgs {
     /// Role that gives full access; empty means every signed-in user [default: empty].
     #[arg(long, env = "H2O_CLOUD_OIDC_FULL_ACCESS_ROLE_NAME")]
     pub oidc_full_access_role_name: Option<String>,
+    /// OAuth client waved signs users in with for apps with `EnableOIDC` (confidential,
+    /// redirect URIs `<instance URL>/_auth/callback`); without it such apps do not run.
+    #[arg(long, env = "H2O_CLOUD_OIDC_WAVE_CLIENT_ID")]
+    pub oidc_wave_client_id: Option<String>,
+    /// Secret of the Wave client (it reaches EnableOIDC instances, as waved needs it).
+    #[arg(
+        long,
+        env = "H2O_CLOUD_OIDC_WAVE_CLIENT_SECRET",
+        hide_env_values = true
+    )]
+    pub oidc_wave_client_secret: Option<Secret>,
     /// Whether apps may be made PUBLIC (listed for anonymous visitors) [default: false].
     #[arg(long, env = "H2O_CLOUD_PUBLIC_MODE_ENABLED")]
     pub public_mode_enabled: Option<bool>,
@@ -304,6 +315,19 @@ pub struct Config {
     pub scheduler: SchedulerConfig,
 }
 
+/// What waved needs to sign users in to an app with `EnableOIDC`.
+#[derive(Debug, Clone)]
+pub struct WaveOidc {
+    /// The issuer.
+    pub provider_url: String,
+    /// The Wave client.
+    pub client_id: String,
+    /// Its secret.
+    pub client_secret: Secret,
+    /// The provider's end-session endpoint, if any.
+    pub end_session_url: Option<String>,
+}
+
 /// How instances run and what they may use.
 #[derive(Debug, Clone)]
 pub struct SchedulerConfig {
@@ -337,6 +361,8 @@ pub struct SchedulerConfig {
     pub drive_public_url: String,
     /// `aud` of broker tokens.
     pub broker_audience: String,
+    /// waved's sign-in for apps with `EnableOIDC`, when configured.
+    pub wave_oidc: Option<WaveOidc>,
     /// Lifetime of broker tokens.
     pub broker_token_ttl: std::time::Duration,
 }
@@ -374,7 +400,8 @@ impl Config {
                 cookie_secure, session_key_file, instance_limit, visitor_instance_limit,
                 write_timeout_seconds, default_memory_limit, apps_domain, routing_mode,
                 instances_dir, launcher, python, pip_cache_dir, venv_cache_dir, wheelhouse,
-                pip_offline, drive_public_url, broker_audience, broker_token_ttl_secs;
+                pip_offline, drive_public_url, broker_audience, broker_token_ttl_secs,
+                oidc_wave_client_id, oidc_wave_client_secret;
                 oidc_audience, allowed_gpu_types, env_allow, custom_image_allow, runtime_version);
         }
         let listen = args
@@ -440,6 +467,22 @@ impl Config {
                 .unwrap_or_else(|| "realm_access.roles".into()),
             admin_role: args.oidc_admin_role_name.unwrap_or_else(|| "admin".into()),
             full_access_role: args.oidc_full_access_role_name.unwrap_or_default(),
+        };
+        let mut scheduler = scheduler;
+        scheduler.wave_oidc = match (args.oidc_wave_client_id, args.oidc_wave_client_secret) {
+            (Some(client_id), Some(client_secret)) => Some(WaveOidc {
+                provider_url: oidc.issuer.clone(),
+                client_id,
+                client_secret,
+                end_session_url: oidc.end_session_url.clone(),
+            }),
+            (None, None) => None,
+            _ => {
+                return Err(invalid(
+                    "oidc-wave-client-id",
+                    "set both --oidc-wave-client-id and --oidc-wave-client-secret, or neither",
+                ));
+            }
         };
         let app_version_limit = args.app_version_limit.unwrap_or(10);
         if app_version_limit < 0 {
@@ -551,6 +594,7 @@ fn scheduler_config(
         broker_token_ttl: std::time::Duration::from_secs(
             args.broker_token_ttl_secs.unwrap_or(900).max(1),
         ),
+        wave_oidc: None,
     })
 }
 

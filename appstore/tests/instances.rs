@@ -578,6 +578,17 @@ async fn instance_limits_hold_for_users_and_visitors() {
         (StatusCode::BAD_REQUEST, Some("not-runnable")),
         "{body}"
     );
+    // EnableOIDC apps need the server's Wave OIDC client, which this one lacks.
+    let oidc = common::manifest("ai.h2o.test.oidc", "0.0.1", "EnableOIDC = true\n");
+    let oidc = p
+        .import("alice", common::bundle_with(&oidc), "ALL_USERS")
+        .await;
+    let (s, body) = p.run("alice", &oidc, json!({})).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("EnableOIDC"),
+        "{body}"
+    );
     let managed = common::manifest("ai.h2o.test.managed", "0.0.1", "")
         .replace("[Runtime]", "InstanceLifecycle = \"MANAGED\"\n\n[Runtime]");
     let managed = p
@@ -881,4 +892,100 @@ async fn a_restarted_app_store_adopts_its_running_instances() {
         "the launcher is gone"
     );
     assert!(terminate_child(second).await.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn enable_oidc_apps_sign_users_in_through_waved() {
+    use s3_compat_tests::idp::Browser;
+    let p = Platform::start(|a| {
+        a.routing_mode = Some("BASE_URL".into());
+        a.oidc_wave_client_id = Some("wave-app".into());
+        a.oidc_wave_client_secret =
+            Some(shared_identity::Secret::from("wave-app-secret".to_owned()));
+    })
+    .await;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/drive-app");
+    let read = |name: &str| std::fs::read(dir.join(name)).expect("fixture file");
+    let toml = String::from_utf8(read("app.toml"))
+        .unwrap()
+        .replace("Module = \"app\"", "Module = \"app\"\nEnableOIDC = true");
+    let (py, req) = (read("app.py"), read("requirements.txt"));
+    let bundle = zip(&[
+        ("app.toml", toml.as_bytes()),
+        ("app.py", &py),
+        ("requirements.txt", &req),
+    ]);
+    let app = p.import("alice", bundle, "ALL_USERS").await;
+    // PUBLIC: the App Store lets anyone through; waved's own sign-in is what is tested.
+    let (status, inst) = p
+        .run("alice", &app, json!({ "visibility": "PUBLIC" }))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{inst}");
+    let id = inst["id"].as_str().unwrap().to_owned();
+    let base = format!("/instance/{id}/");
+    let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+    loop {
+        let (_, s) = p
+            .call(
+                Method::GET,
+                &format!("/api/v1/instances/{id}/status"),
+                Some("alice"),
+                None,
+            )
+            .await;
+        if s["phase"] == "RUNNING" {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not running: {s}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // waved asks for a sign-in.
+    let (s, _, headers) = p.open(None, &base, None).await;
+    assert_eq!(s, StatusCode::FOUND);
+    assert!(
+        headers["location"]
+            .to_str()
+            .unwrap()
+            .contains("_auth/login"),
+        "{headers:?}"
+    );
+    // A browser signs in at the provider through waved and comes back to the instance.
+    let mut browser = Browser::new();
+    let start = format!(
+        "{}{base}_auth/init?next={}",
+        p.url,
+        base.replace('/', "%2F")
+    );
+    let callback = browser.sign_in(&start, "alice").await;
+    assert!(
+        callback.path().ends_with(&format!("{base}_auth/callback")),
+        "{callback}"
+    );
+    let back = browser.send(browser.http().get(callback.as_str())).await;
+    assert_eq!(back.status(), StatusCode::FOUND, "{:?}", back.text().await);
+    let session = browser
+        .cookie("oidcsession")
+        .expect("waved's session cookie")
+        .to_owned();
+    // The app sees the user waved signed in.
+    let cookie = format!("oidcsession={session}");
+    let mut ws = Ws::connect(
+        &p.addr,
+        &format!("{base}_s/"),
+        &[("Host", &p.addr), ("Cookie", &cookie)],
+    )
+    .await
+    .expect("the websocket opens");
+    ws.send(&format!("+ {base} ")).await;
+    ws.until("user=alice", Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|seen| panic!("q.auth.username is the user: {seen:?}"));
+    // With the user's own access token from waved, h2o_drive lists the user's home.
+    ws.send(&format!("@ {base} {{\"whoami\":true}}")).await;
+    let frame = ws
+        .until("oidc-drive", Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|seen| panic!("no oidc-drive result: {seen:?}"));
+    assert!(frame.contains("ok oidc-drive"), "{frame}");
+    p.stop(&[id], "alice").await;
 }

@@ -125,6 +125,9 @@ await new Promise((resolve, reject) => {
   server.listen(PORT, '127.0.0.1', resolve);
 });
 const issuer = `http://127.0.0.1:${server.address().port}`;
+// An instance's callback URL holds its id, unknown in advance: the Wave client may return to
+// any loopback `…/_auth/callback`.
+const WAVE_CALLBACK = /^http:\/\/(127\.0\.0\.1|[0-9a-f-]+\.localhost)(:\d+)?\/([^?#]*\/)?_auth\/callback$/;
 
 const provider = new Provider(issuer, {
   clients: [
@@ -149,7 +152,18 @@ const provider = new Provider(issuer, {
       response_types: ['code'],
       redirect_uris: [REDIRECT_URI],
     },
+    {
+      // The App Store's Wave client: waved signs users in to EnableOIDC apps with it, at
+      // <instance>/_auth/callback (see redirectUriAllowed below), without PKCE.
+      client_id: 'wave-app',
+      client_secret: 'wave-app-secret',
+      grant_types: ['authorization_code', 'refresh_token'],
+      response_types: ['code'],
+      redirect_uris: [REDIRECT_URI],
+    },
   ],
+  // waved reads preferred_username from the ID token of the code flow.
+  conformIdTokenClaims: false,
   jwks: { keys },
   cookies: { keys: ['drive-test-idp-cookies'] },
   scopes: OIDC_SCOPES,
@@ -188,7 +202,7 @@ const provider = new Provider(issuer, {
     await grant.save();
     return grant;
   },
-  pkce: { required: () => true },
+  pkce: { required: (ctx, client) => client.clientId !== 'wave-app' },
   ttl: {
     AccessToken: ACCESS_TOKEN_TTL,
     AuthorizationCode: 60,
@@ -310,6 +324,11 @@ async function interaction(req, res, match) {
   loginForm(res, details.uid, 200);
 }
 
+const redirectUriAllowed = provider.Client.prototype.redirectUriAllowed;
+provider.Client.prototype.redirectUriAllowed = function (value) {
+  if (this.clientId === 'wave-app') return WAVE_CALLBACK.test(value);
+  return redirectUriAllowed.call(this, value);
+};
 const callback = provider.callback();
 server.on('request', async (req, res) => {
   const match = new URL(req.url, issuer).pathname.match(/^\/interaction\/([^/]+)(\/login)?$/);

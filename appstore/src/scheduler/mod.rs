@@ -275,6 +275,13 @@ impl Scheduler {
             }
             (_, Some(r)) => r,
         };
+        if runtime.enable_oidc && self.config.wave_oidc.is_none() {
+            return Err(ScheduleError::NotRunnable(
+                "the app signs users in with EnableOIDC, and this server has no Wave OIDC \
+                 client (--oidc-wave-client-id)"
+                    .into(),
+            ));
+        }
         if runtime.app_mode != AppMode::Wave {
             return Err(ScheduleError::NotRunnable(format!(
                 "the local runtime runs Wave apps only, not AppMode {}",
@@ -404,6 +411,27 @@ impl Scheduler {
         } else {
             "/".to_owned()
         };
+        if let (Some(wave), Some(true)) = (
+            &self.config.wave_oidc,
+            manifest.runtime.as_ref().map(|r| r.enable_oidc),
+        ) {
+            let callback = format!("{}_auth/callback", self.url(instance));
+            for (k, v) in [
+                ("H2O_WAVE_OIDC_PROVIDER_URL", wave.provider_url.clone()),
+                ("H2O_WAVE_OIDC_CLIENT_ID", wave.client_id.clone()),
+                (
+                    "H2O_WAVE_OIDC_CLIENT_SECRET",
+                    wave.client_secret.expose().to_owned(),
+                ),
+                ("H2O_WAVE_OIDC_REDIRECT_URL", callback),
+                ("H2O_WAVE_OIDC_SCOPES", "openid,profile".to_owned()),
+            ] {
+                env.insert(k.to_owned(), v);
+            }
+            if let Some(end) = &wave.end_session_url {
+                env.insert("H2O_WAVE_OIDC_END_SESSION_URL".to_owned(), end.clone());
+            }
+        }
         let token_file = self.runtime.token_file(&instance.id);
         let volume = self.runtime.volume_dir(&instance.id);
         for (k, v) in [
