@@ -327,8 +327,8 @@ async fn broker_token(State(state): State<Shared>, body: Bytes) -> Result<Respon
     Ok(([(header::CACHE_CONTROL, "no-store")], Json(answer)).into_response())
 }
 
-/// `application/x-www-form-urlencoded` pairs.
-fn url_form(body: &[u8]) -> Vec<(String, String)> {
+/// `application/x-www-form-urlencoded` pairs (a form body or a query string).
+pub(crate) fn url_form(body: &[u8]) -> Vec<(String, String)> {
     let decode = |s: &str| {
         percent_encoding::percent_decode_str(&s.replace('+', " "))
             .decode_utf8_lossy()

@@ -19,8 +19,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use crate::api::{AppState, Problem, identify, redirect, session_caller, set_cookie};
+use crate::api::{AppState, Problem, cookie, identify, redirect, session_caller, set_cookie};
 use crate::authz::Caller;
+use crate::instances::url_form;
 use crate::proxy::Origin;
 use crate::scheduler::Instance;
 use crate::scheduler::runtime::Phase;
@@ -233,7 +234,7 @@ async fn serve(state: &AppState, id: &str, form: Form, host: String, mut req: Re
         host,
         proto: state
             .scheduler
-            .url(&instance)
+            .public_url()
             .split("://")
             .next()
             .unwrap_or("http")
@@ -305,27 +306,30 @@ async fn caller_of(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.to_ascii_lowercase().starts_with("bearer "));
-    if bearer || form == Form::BaseUrl {
-        // Other Authorization schemes belong to the app.
-        let mut only_ours = headers.clone();
-        if !bearer {
-            only_ours.remove(header::AUTHORIZATION);
-        }
-        return identify(state, &only_ours).await.map(|(c, _)| (c, bearer));
+    if bearer {
+        return identify(state, headers).await.map(|(c, _)| (c, true));
     }
-    let sealed = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|h| web::cookie_value(h, INSTANCE_COOKIE));
-    let grant = sealed
-        .and_then(|s| state.tickets.open(COOKIE_CONTEXT, s))
-        .and_then(|b| serde_json::from_slice::<Grant>(&b).ok())
-        .filter(|g| g.inst == instance.id && g.exp > unix_now());
-    match grant {
+    // Other Authorization schemes belong to the app: only our cookie counts.
+    let (cookie, context) = match form {
+        Form::BaseUrl => {
+            return match cookie(headers, SESSION_COOKIE) {
+                Some(sid) => session_caller(state, sid).await.map(|(c, _)| (c, false)),
+                None => Ok((Caller::Anonymous, false)),
+            };
+        }
+        Form::Domain => (cookie(headers, INSTANCE_COOKIE), COOKIE_CONTEXT),
+    };
+    match cookie.and_then(|sealed| open_grant(state, context, sealed, instance)) {
         Some(g) => session_caller(state, &g.sid).await.map(|(c, _)| (c, false)),
         None => Ok((Caller::Anonymous, false)),
     }
+}
+
+/// The unexpired grant for `instance` that `sealed` (a ticket or an instance cookie sealed
+/// for `context`) holds.
+fn open_grant(state: &AppState, context: &str, sealed: &str, instance: &Instance) -> Option<Grant> {
+    let grant: Grant = serde_json::from_slice(&state.tickets.open(context, sealed)?).ok()?;
+    (grant.inst == instance.id && grant.exp > unix_now()).then_some(grant)
 }
 
 fn refuse(
@@ -344,7 +348,7 @@ fn refuse(
         Caller::Anonymous if wants_html(req) => {
             let back = path_and_query(req);
             let target = match form {
-                Form::BaseUrl => format!("/auth/login?return_to={}", encode(&back)),
+                Form::BaseUrl => format!("/auth/login?returnTo={}", encode(&back)),
                 Form::Domain => format!(
                     "{}/auth/instance/{}?path={}",
                     state.scheduler.public_url(),
@@ -391,20 +395,15 @@ pub async fn hand_off(
     headers: HeaderMap,
 ) -> Response {
     let path = local_path(q.path.as_deref());
-    let session = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|h| web::cookie_value(h, SESSION_COOKIE))
-        .map(str::to_owned);
+    let session = cookie(&headers, SESSION_COOKIE).map(str::to_owned);
     let here = format!("/auth/instance/{id}?path={}", encode(&path));
     let Some(sid) = session else {
-        return redirect(&format!("/auth/login?return_to={}", encode(&here)));
+        return redirect(&format!("/auth/login?returnTo={}", encode(&here)));
     };
     match session_caller(&state, &sid).await {
         Ok((Caller::User(_), _)) => {}
         Ok((Caller::Anonymous, _)) => {
-            return redirect(&format!("/auth/login?return_to={}", encode(&here)));
+            return redirect(&format!("/auth/login?returnTo={}", encode(&here)));
         }
         Err(p) => return p.into_response(),
     }
@@ -439,21 +438,14 @@ pub async fn hand_off(
 
 /// `GET /_appstore/session` on an instance's host: a valid ticket becomes the instance cookie.
 fn take_ticket(state: &AppState, instance: &Instance, req: &Request) -> Response {
-    let query = req.uri().query().unwrap_or("");
+    let query = url_form(req.uri().query().unwrap_or("").as_bytes());
     let param = |name: &str| {
-        query.split('&').find_map(|p| {
-            let (k, v) = p.split_once('=')?;
-            (k == name).then(|| {
-                percent_encoding::percent_decode_str(v)
-                    .decode_utf8_lossy()
-                    .into_owned()
-            })
-        })
+        query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     };
-    let grant = param("ticket")
-        .and_then(|t| state.tickets.open(TICKET_CONTEXT, &t))
-        .and_then(|b| serde_json::from_slice::<Grant>(&b).ok())
-        .filter(|g| g.inst == instance.id && g.exp > unix_now());
+    let grant = param("ticket").and_then(|t| open_grant(state, TICKET_CONTEXT, t, instance));
     let Some(grant) = grant else {
         return page(
             StatusCode::BAD_REQUEST,
@@ -470,7 +462,7 @@ fn take_ticket(state: &AppState, instance: &Instance, req: &Request) -> Response
         COOKIE_CONTEXT,
         &serde_json::to_vec(&cookie_grant).unwrap_or_default(),
     );
-    let mut r = redirect(&local_path(param("path").as_deref()));
+    let mut r = redirect(&local_path(param("path")));
     set_cookie(
         &mut r,
         &web::cookie(INSTANCE_COOKIE, &sealed, "/", lifetime, state.cookie_secure),

@@ -345,6 +345,89 @@ async fn an_instance_writes_to_its_users_drive_through_the_router() {
     assert_eq!(p.open(Some(&host), "/", None).await.0, StatusCode::OK);
     p.set_visibility("alice", &id, "PRIVATE").await;
 
+    // A browser signed in to the App Store reaches the PRIVATE instance's own host through
+    // the hand-off: a sealed one-minute ticket becomes a cookie of that host.
+    let instance_host = |location: &str| {
+        // `*.localhost` is this machine; the request goes to 127.0.0.1 with the Host header.
+        let url = reqwest::Url::parse(location).expect("an absolute URL");
+        let ip_url = format!(
+            "{}{}",
+            p.url,
+            &location[url.origin().ascii_serialization().len()..]
+        );
+        (
+            ip_url,
+            url.host_str().map(|h| format!("{h}:{port}")).unwrap(),
+        )
+    };
+    let mut browser = s3_compat_tests::idp::Browser::new();
+    let first = browser
+        .send(
+            browser
+                .http()
+                .get(format!("{}/", p.url))
+                .header("host", &host)
+                .header("accept", "text/html"),
+        )
+        .await;
+    assert_eq!(
+        first.status(),
+        StatusCode::FOUND,
+        "a browser is sent to sign in"
+    );
+    let hand_off = first.headers()["location"].to_str().unwrap().to_owned();
+    assert_eq!(hand_off, format!("{}/auth/instance/{id}?path=%2F", p.url));
+    let to_login = browser.send(browser.http().get(&hand_off)).await;
+    let login = to_login.headers()["location"].to_str().unwrap().to_owned();
+    assert!(login.starts_with("/auth/login?returnTo="), "{login}");
+    let callback = browser.sign_in(&format!("{}{login}", p.url), "alice").await;
+    let back = browser.send(browser.http().get(callback.as_str())).await;
+    assert_eq!(
+        back.headers()["location"],
+        format!("/auth/instance/{id}?path=%2F")
+    );
+    let ticketed = browser.send(browser.http().get(&hand_off)).await;
+    let ticket_url = ticketed.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        ticket_url.starts_with(&format!("http://{host}/_appstore/session?ticket=")),
+        "{ticket_url}"
+    );
+    let (url, h) = instance_host(&ticket_url);
+    let taken = browser
+        .send(browser.http().get(&url).header("host", &h))
+        .await;
+    assert_eq!(taken.status(), StatusCode::FOUND);
+    assert_eq!(taken.headers()["location"], "/");
+    assert!(browser.cookie("appstore_instance").is_some());
+    let page = browser
+        .send(
+            browser
+                .http()
+                .get(format!("{}/", p.url))
+                .header("host", &host),
+        )
+        .await;
+    assert_eq!(
+        page.status(),
+        StatusCode::OK,
+        "the instance cookie signs the browser in"
+    );
+    // The ticket is bound to its instance and a forged cookie is nobody.
+    let other = format!("00000000-0000-4000-8000-000000000000.localhost:{port}");
+    let wrong = browser
+        .send(browser.http().get(&url).header("host", &other))
+        .await;
+    assert_eq!(wrong.status(), StatusCode::NOT_FOUND);
+    let forged = p
+        .http
+        .get(format!("{}/", p.url))
+        .header("host", &host)
+        .header("cookie", "appstore_instance=forged")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
+
     // The wrong form redirects to the right one.
     let (s, _, headers) = p
         .open(None, &format!("/instance/{id}/x?y=1"), Some("alice"))
