@@ -150,22 +150,25 @@ impl Settings {
     }
 }
 
-/// Settings for tests: a full environment, changed by `overrides`.
+/// A full launcher environment, for tests.
+#[cfg(test)]
+const EXAMPLE_ENV: [(&str, &str); 9] = [
+    ("APPSTORE_LAUNCHER_URL", "http://store:8080/"),
+    ("H2O_CLOUD_INSTANCE_ID", "i-1"),
+    ("H2O_CLOUD_CLIENT_PLATFORM_TOKEN", "tok"),
+    ("APPSTORE_LAUNCHER_MODULE", "app"),
+    ("APPSTORE_LAUNCHER_APP_DIR", "/srv/app"),
+    ("APPSTORE_LAUNCHER_DATA_DIR", "/srv/data"),
+    ("APPSTORE_LAUNCHER_VENV_CACHE", "/srv/venvs"),
+    ("APPSTORE_LAUNCHER_WAVE_PORT", "10101"),
+    ("APPSTORE_LAUNCHER_APP_PORT", "8000"),
+];
+
+/// Settings for tests: [`EXAMPLE_ENV`], changed by `overrides`.
 #[cfg(test)]
 pub fn example(overrides: &[(&str, &str)]) -> Settings {
-    let base = [
-        ("APPSTORE_LAUNCHER_URL", "http://store:8080/"),
-        ("H2O_CLOUD_INSTANCE_ID", "i-1"),
-        ("H2O_CLOUD_CLIENT_PLATFORM_TOKEN", "tok"),
-        ("APPSTORE_LAUNCHER_MODULE", "app"),
-        ("APPSTORE_LAUNCHER_APP_DIR", "/srv/app"),
-        ("APPSTORE_LAUNCHER_DATA_DIR", "/srv/data"),
-        ("APPSTORE_LAUNCHER_VENV_CACHE", "/srv/venvs"),
-        ("APPSTORE_LAUNCHER_WAVE_PORT", "10101"),
-        ("APPSTORE_LAUNCHER_APP_PORT", "8000"),
-    ];
     let get = |name: &str| {
-        let mut all = overrides.iter().rev().chain(&base);
+        let mut all = overrides.iter().rev().chain(&EXAMPLE_ENV);
         all.find(|(n, _)| *n == name).map(|(_, v)| (*v).to_owned())
     };
     match Settings::from_env(get) {
@@ -180,17 +183,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn full() -> HashMap<&'static str, &'static str> {
-        HashMap::from([
-            ("APPSTORE_LAUNCHER_URL", "http://store:8080/"),
-            ("H2O_CLOUD_INSTANCE_ID", "i-1"),
-            ("H2O_CLOUD_CLIENT_PLATFORM_TOKEN", "tok"),
-            ("APPSTORE_LAUNCHER_MODULE", "app"),
-            ("APPSTORE_LAUNCHER_APP_DIR", "/srv/app"),
-            ("APPSTORE_LAUNCHER_DATA_DIR", "/srv/data"),
-            ("APPSTORE_LAUNCHER_VENV_CACHE", "/srv/venvs"),
-            ("APPSTORE_LAUNCHER_WAVE_PORT", "10101"),
-            ("APPSTORE_LAUNCHER_APP_PORT", "8000"),
-        ])
+        HashMap::from(EXAMPLE_ENV)
     }
 
     fn parse(env: &HashMap<&str, &str>) -> Result<Settings, SettingsError> {
