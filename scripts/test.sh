@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite. Installs what the tests need (Python clients and emulators in a venv,
-# rclone, Azurite, s3s-e2e) outside the clone, and reuses the cargo target dir and tools across runs.
+# helm and kubernetes-validate for the chart, rclone, Azurite, s3s-e2e) outside the clone,
+# and reuses the cargo target dir and tools across runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/drive-target}"
@@ -21,6 +22,9 @@ cargo build --workspace --all-targets --locked
 
 step "test tools: clients and emulators"
 bash s3-compat-tests/clients/setup.sh
+
+step "Helm chart: lint, render, validate against Kubernetes' schemas, refuse bad values"
+bash chart/tests/run.sh
 
 step "unit and conformance tests (Rust)"
 if cargo nextest --version >/dev/null 2>&1; then

@@ -193,6 +193,57 @@ pub struct ServeArgs {
     /// Lifetime in seconds of the broker's access tokens [default: 900].
     #[arg(long, env = "APPSTORE_BROKER_TOKEN_TTL_SECS")]
     pub broker_token_ttl_secs: Option<u64>,
+    /// Where instances run: `local` (child processes) or `kubernetes` [default: local].
+    #[arg(long, env = "APPSTORE_RUNTIME")]
+    pub runtime: Option<RuntimeKind>,
+    /// The App Store's URL as instances reach it (their launcher downloads bundles there)
+    /// [default: this server's listening address on loopback].
+    #[arg(long, env = "APPSTORE_INTERNAL_URL")]
+    pub internal_url: Option<String>,
+    /// Memory request of an instance whose app.toml sets none [default: 512Mi].
+    #[arg(long, env = "H2O_CLOUD_SCHEDULER_DEFAULT_MEMORY_RESERVATION")]
+    pub default_memory_reservation: Option<String>,
+    /// CPU limit of an instance whose app.toml sets none [default: none].
+    #[arg(long, env = "H2O_CLOUD_SCHEDULER_DEFAULT_CPU_LIMIT")]
+    pub default_cpu_limit: Option<String>,
+    /// CPU request of an instance whose app.toml sets none [default: none].
+    #[arg(long, env = "H2O_CLOUD_SCHEDULER_DEFAULT_CPU_RESERVATION")]
+    pub default_cpu_reservation: Option<String>,
+    /// GPU type of an instance asking for GPUs without naming a type [default: any].
+    #[arg(long, env = "H2O_CLOUD_SCHEDULER_DEFAULT_GPU_TYPE")]
+    pub default_gpu_type: Option<String>,
+    /// Kubernetes namespace of instances [default: the client's namespace].
+    #[arg(long, env = "H2O_CLOUD_SCHEDULER_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Type of instance Services [default: ClusterIP].
+    #[arg(long, env = "H2O_CLOUD_SCHEDULER_SERVICE_TYPE")]
+    pub service_type: Option<String>,
+    /// Storage class of instance volumes [default: the cluster's default].
+    #[arg(long, env = "H2O_CLOUD_SCHEDULER_STORAGE_CLASS")]
+    pub storage_class: Option<String>,
+    /// Kubeconfig file [default: in-cluster service account, else ~/.kube/config].
+    #[arg(long, env = "H2O_CLOUD_SCHEDULER_KUBE_CONFIG")]
+    pub kube_config: Option<PathBuf>,
+    /// Service account of instance pods [default: none, and no API token mounted].
+    #[arg(long, env = "H2O_CLOUD_SCHEDULER_APP_SERVICE_ACCOUNT")]
+    pub app_service_account: Option<String>,
+    /// Mount path of the `ResourceVolumeSize` volume [default: /resources].
+    #[arg(long, env = "H2O_CLOUD_SCHEDULER_RESOURCE_PATH")]
+    pub resource_path: Option<String>,
+    /// Size of `/dev/shm` for apps with `EnableSHM` [default: 2Gi].
+    #[arg(long, env = "H2O_CLOUD_SCHEDULER_SHM_SIZE")]
+    pub shm_size: Option<String>,
+}
+
+/// Where instances run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum RuntimeKind {
+    /// Child processes of the App Store on this machine.
+    #[default]
+    Local,
+    /// Pods scheduled on a Kubernetes cluster.
+    Kubernetes,
 }
 
 /// How log lines are written.
@@ -365,6 +416,48 @@ pub struct SchedulerConfig {
     pub wave_oidc: Option<WaveOidc>,
     /// Lifetime of broker tokens.
     pub broker_token_ttl: std::time::Duration,
+    /// Where instances run.
+    pub runtime: RuntimeKind,
+    /// The App Store as instances reach it; `None` for this server's own address.
+    pub internal_url: Option<String>,
+    /// Resources of instances whose app.toml names none.
+    pub default_limits: DefaultLimits,
+    /// Runtime versions and their images (empty: none configured).
+    pub runtime_versions: Vec<RuntimeVersion>,
+    /// Settings of the Kubernetes runtime.
+    pub kubernetes: KubernetesConfig,
+}
+
+/// Resources of instances whose app.toml names none (quantities; empty for none).
+#[derive(Debug, Clone, Default)]
+pub struct DefaultLimits {
+    /// Memory request.
+    pub memory_reservation: String,
+    /// CPU limit.
+    pub cpu_limit: String,
+    /// CPU request.
+    pub cpu_reservation: String,
+    /// GPU type.
+    pub gpu_type: String,
+}
+
+/// Settings of the Kubernetes runtime.
+#[derive(Debug, Clone)]
+pub struct KubernetesConfig {
+    /// Namespace of instances; `None` for the client's own.
+    pub namespace: Option<String>,
+    /// Type of instance Services.
+    pub service_type: String,
+    /// Storage class of instance volumes; `None` for the cluster's default.
+    pub storage_class: Option<String>,
+    /// Kubeconfig file; `None` to infer (in-cluster, then ~/.kube/config).
+    pub kube_config: Option<PathBuf>,
+    /// Service account of instance pods.
+    pub app_service_account: Option<String>,
+    /// Mount path of the resource volume.
+    pub resource_path: String,
+    /// Size of `/dev/shm` for apps with `EnableSHM`.
+    pub shm_size: String,
 }
 
 #[derive(Deserialize)]
@@ -401,7 +494,10 @@ impl Config {
                 write_timeout_seconds, default_memory_limit, apps_domain, routing_mode,
                 instances_dir, launcher, python, pip_cache_dir, venv_cache_dir, wheelhouse,
                 pip_offline, drive_public_url, broker_audience, broker_token_ttl_secs,
-                oidc_wave_client_id, oidc_wave_client_secret;
+                oidc_wave_client_id, oidc_wave_client_secret, runtime, internal_url,
+                default_memory_reservation, default_cpu_limit, default_cpu_reservation,
+                default_gpu_type, namespace, service_type, storage_class, kube_config,
+                app_service_account, resource_path, shm_size;
                 oidc_audience, allowed_gpu_types, env_allow, custom_image_allow, runtime_version);
         }
         let listen = args
@@ -595,7 +691,57 @@ fn scheduler_config(
             args.broker_token_ttl_secs.unwrap_or(900).max(1),
         ),
         wave_oidc: None,
+        runtime: args.runtime.unwrap_or_default(),
+        internal_url: args.internal_url.take().map(trim_url),
+        default_limits: DefaultLimits {
+            memory_reservation: quantity(
+                "default-memory-reservation",
+                args.default_memory_reservation
+                    .take()
+                    .unwrap_or_else(|| "512Mi".into()),
+            )?,
+            cpu_limit: quantity(
+                "default-cpu-limit",
+                args.default_cpu_limit.take().unwrap_or_default(),
+            )?,
+            cpu_reservation: quantity(
+                "default-cpu-reservation",
+                args.default_cpu_reservation.take().unwrap_or_default(),
+            )?,
+            gpu_type: args.default_gpu_type.take().unwrap_or_default(),
+        },
+        runtime_versions: Vec::new(),
+        kubernetes: KubernetesConfig {
+            namespace: args.namespace.take().filter(|n| !n.is_empty()),
+            service_type: args
+                .service_type
+                .take()
+                .unwrap_or_else(|| "ClusterIP".into()),
+            storage_class: args.storage_class.take().filter(|c| !c.is_empty()),
+            kube_config: args.kube_config.take(),
+            app_service_account: args.app_service_account.take().filter(|a| !a.is_empty()),
+            resource_path: args
+                .resource_path
+                .take()
+                .unwrap_or_else(|| "/resources".into()),
+            shm_size: quantity(
+                "shm-size",
+                args.shm_size.take().unwrap_or_else(|| "2Gi".into()),
+            )?,
+        },
     })
+}
+
+/// `value` if it is empty or a Kubernetes quantity.
+fn quantity(key: &'static str, value: String) -> Result<String, ConfigError> {
+    if value.is_empty() || crate::bundle::manifest::quantity_bytes(&value).is_some() {
+        Ok(value)
+    } else {
+        Err(invalid(
+            key,
+            format!("{value:?} is not a quantity like 500m, 512Mi or 2"),
+        ))
+    }
 }
 
 fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {

@@ -18,7 +18,7 @@ use crate::api::{
     AppState, Authn, Problem, denied, json_body, parse_visibility, query, stream_object,
 };
 use crate::broker::BrokerError;
-use crate::scheduler::runtime::Phase;
+use crate::scheduler::runtime::{Phase, RuntimeError};
 use crate::scheduler::{Instance, ScheduleError};
 
 type Shared = std::sync::Arc<AppState>;
@@ -45,6 +45,11 @@ impl From<ScheduleError> for Problem {
                 StatusCode::GATEWAY_TIMEOUT,
                 "runtime-timeout",
                 e.to_string(),
+            ),
+            ScheduleError::Runtime(RuntimeError::Conflict(why)) => Problem::new(
+                StatusCode::CONFLICT,
+                "runtime-conflict",
+                format!("the cluster refused a change that conflicts with its state: {why}"),
             ),
             ScheduleError::Runtime(r) => {
                 tracing::error!(error = %r, "the runtime failed");

@@ -82,7 +82,7 @@ impl Proxy {
     /// Sends `req` to `target` and returns its answer (502 if it cannot be reached).
     pub async fn forward(
         &self,
-        target: SocketAddr,
+        target: &str,
         mut req: Request<Body>,
         origin: &Origin,
     ) -> Response<Body> {

@@ -240,7 +240,7 @@ async fn serve(state: &AppState, id: &str, form: Form, host: String, mut req: Re
             .unwrap_or("http")
             .to_owned(),
     };
-    let mut response = state.proxy.forward(target, req, &origin).await;
+    let mut response = state.proxy.forward(&target, req, &origin).await;
     drop_our_cookies(response.headers_mut());
     response
 }

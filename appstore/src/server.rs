@@ -17,12 +17,16 @@ use crate::authz::Roles;
 use crate::broker::Broker;
 use crate::bundle::manifest::Policy;
 use crate::config::Config;
+use crate::config::RuntimeKind;
 use crate::import::{ImportSettings, Importer};
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::repository::Repository;
+use crate::scheduler::kubernetes::{ConnectError, KubernetesRuntime};
 use crate::scheduler::local::{LauncherSettings, LocalRuntime};
+use crate::scheduler::records::{Records, SqlRecords};
 use crate::scheduler::revocation::Revoker;
+use crate::scheduler::runtime::Runtime;
 use crate::scheduler::{Endpoints, Scheduler};
 use crate::store::Store;
 use crate::web::SignIn;
@@ -45,6 +49,9 @@ pub enum StartError {
     /// Local files.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// The Kubernetes cluster instances run on.
+    #[error("{0}")]
+    Cluster(#[from] ConnectError),
 }
 
 /// A running App Store.
@@ -127,23 +134,38 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Sta
     } else {
         addr
     };
-    let sched = &config.scheduler;
-    let runtime = LocalRuntime::open(
-        sched.instances_dir.clone(),
-        LauncherSettings {
-            program: sched.launcher.clone(),
-            appstore_url: format!("http://{internal}"),
-            python: sched.python.clone(),
-            pip_cache: sched.pip_cache_dir.clone(),
-            venv_cache: sched.venv_cache_dir.clone(),
-            wheelhouse: sched.wheelhouse.clone(),
-            offline: sched.pip_offline,
-        },
-    )?;
+    let mut sched = config.scheduler.clone();
+    sched.runtime_versions = policy(&config).runtimes;
+    let internal = sched
+        .internal_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{internal}"));
+    let (records, runtime): (Arc<dyn Records>, Arc<dyn Runtime>) = match sched.runtime {
+        RuntimeKind::Local => (
+            Arc::new(SqlRecords::new(repo.clone())),
+            Arc::new(LocalRuntime::open(
+                sched.instances_dir.clone(),
+                LauncherSettings {
+                    program: sched.launcher.clone(),
+                    appstore_url: internal,
+                    python: sched.python.clone(),
+                    pip_cache: sched.pip_cache_dir.clone(),
+                    venv_cache: sched.venv_cache_dir.clone(),
+                    wheelhouse: sched.wheelhouse.clone(),
+                    offline: sched.pip_offline,
+                },
+            )?),
+        ),
+        RuntimeKind::Kubernetes => {
+            let cluster = Arc::new(KubernetesRuntime::connect(&sched, internal).await?);
+            (cluster.clone(), cluster)
+        }
+    };
     let revoker = Revoker::new(config.drive.clone(), repo.clone());
     let scheduler = Scheduler::new(
         repo.clone(),
-        Arc::new(runtime),
+        records,
+        runtime,
         sched.clone(),
         Endpoints {
             public_url: config.public_url.clone(),

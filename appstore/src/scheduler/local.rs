@@ -5,7 +5,6 @@
 //! an App Store that restarts adopts the launchers still running and restarts the others.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -16,7 +15,7 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 
 use super::limits;
-use super::runtime::{InstanceSpec, LogLines, Phase, Runtime, RuntimeError, Status};
+use super::runtime::{InstanceSpec, LogLines, Phase, Runtime, RuntimeError, Status, Volumes};
 
 /// How long a launcher may take to stop after SIGTERM before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -492,12 +491,12 @@ impl Runtime for LocalRuntime {
         })
     }
 
-    async fn endpoint(&self, id: &str) -> Option<SocketAddr> {
+    async fn endpoint(&self, id: &str) -> Option<String> {
         let s = self.get(id)?.snapshot();
         (s.phase == Phase::Running && !s.suspended)
             .then_some(())
             .and(s.wave_port)
-            .map(|port| SocketAddr::from(([127, 0, 0, 1], port)))
+            .map(|port| format!("127.0.0.1:{port}"))
     }
 
     async fn report(&self, id: &str, phase: Phase, reason: Option<String>) {
@@ -578,8 +577,8 @@ impl Runtime for LocalRuntime {
         Ok(Box::pin(futures::stream::unfold(tail, Tail::next)))
     }
 
-    fn volume_dir(&self, id: &str) -> PathBuf {
-        self.root.join(id).join("volume")
+    fn volume_dir(&self, id: &str, _: &Volumes) -> Option<PathBuf> {
+        Some(self.root.join(id).join("volume"))
     }
 
     fn token_file(&self, id: &str) -> PathBuf {

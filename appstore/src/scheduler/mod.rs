@@ -4,8 +4,10 @@
 //! through the token broker ([`crate::broker`]): an instance token, exchanged for short-lived
 //! access tokens that Drive's STS trusts, revoked when the instance is terminated.
 
+pub mod kubernetes;
 pub mod limits;
 pub mod local;
+pub mod records;
 pub mod revocation;
 pub mod runtime;
 
@@ -15,15 +17,14 @@ use std::sync::Arc;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use shared_identity::Principal;
-use sqlx::Row;
-use sqlx::any::AnyRow;
 
 use crate::authz::{Caller, Denied};
 use crate::bundle::manifest::{AppMode, Lifecycle, Manifest, RoutingMode};
 use crate::config::SchedulerConfig;
 use crate::repository::{AppRecord, RepoError, Repository, Visibility, now_ms};
+use records::{Records, Slot};
 use revocation::Revoker;
-use runtime::{InstanceSpec, Runtime, RuntimeError, Status};
+use runtime::{InstanceRecord, InstanceSpec, Resources, Runtime, RuntimeError, Status, Volumes};
 
 /// Prefix of instance tokens, so they are recognisable in a leak scan.
 pub const TOKEN_PREFIX: &str = "ait_";
@@ -101,35 +102,18 @@ pub struct Instance {
     pub principal: Principal,
 }
 
-const COLUMNS: &str = "i.id, i.app_id, a.name AS app_name, a.version AS app_version, \
-    a.title AS app_title, i.owner_subject, i.owner_name, i.principal, i.visibility, \
-    i.routing_mode, i.suspended, i.created_at, i.updated_at";
-
-fn instance_from_row(row: &AnyRow) -> Result<Instance, ScheduleError> {
-    let id: String = row.try_get("id")?;
-    let corrupt = || ScheduleError::Repository(RepoError::Corrupt(format!("instance {id}")));
-    let principal: String = row.try_get("principal")?;
-    let visibility: String = row.try_get("visibility")?;
-    Ok(Instance {
-        app_id: row.try_get("app_id")?,
-        app_name: row.try_get("app_name")?,
-        app_version: row.try_get("app_version")?,
-        app_title: row.try_get("app_title")?,
-        owner_subject: row.try_get("owner_subject")?,
-        owner: row.try_get("owner_name")?,
-        principal: serde_json::from_str(&principal).map_err(|_| corrupt())?,
-        visibility: Visibility::parse(&visibility).ok_or_else(corrupt)?,
-        routing_mode: row.try_get("routing_mode")?,
-        suspended: row.try_get::<i64, _>("suspended")? != 0,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-        id,
-    })
-}
-
 /// SHA-256 of an instance token, as stored.
 pub fn token_hash(token: &str) -> String {
     hex_simd::encode_to_string(Sha256::digest(token.as_bytes()), hex_simd::AsciiCase::Lower)
+}
+
+/// The persistent volumes an app's `[Runtime]` asks for.
+fn volumes_of(runtime: &crate::bundle::manifest::Runtime) -> Volumes {
+    Volumes {
+        mount: runtime.volume_mount.clone(),
+        size: runtime.volume_size.clone(),
+        resource_size: runtime.resource_volume_size.clone(),
+    }
 }
 
 /// Where the scheduler's instances are reached and what they are told.
@@ -143,6 +127,7 @@ pub struct Endpoints {
 #[derive(Clone)]
 pub struct Scheduler {
     repo: Repository,
+    records: Arc<dyn Records>,
     runtime: Arc<dyn Runtime>,
     config: SchedulerConfig,
     endpoints: Endpoints,
@@ -162,9 +147,10 @@ const ROUTE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 const ROUTE_CACHE_MAX: usize = 10_000;
 
 impl Scheduler {
-    /// A scheduler over `runtime`.
+    /// A scheduler over `runtime`, keeping its instance records in `records`.
     pub fn new(
         repo: Repository,
+        records: Arc<dyn Records>,
         runtime: Arc<dyn Runtime>,
         config: SchedulerConfig,
         endpoints: Endpoints,
@@ -173,6 +159,7 @@ impl Scheduler {
     ) -> Self {
         Self {
             repo,
+            records,
             runtime,
             config,
             endpoints,
@@ -284,7 +271,7 @@ impl Scheduler {
         }
         if runtime.app_mode != AppMode::Wave {
             return Err(ScheduleError::NotRunnable(format!(
-                "the local runtime runs Wave apps only, not AppMode {}",
+                "this server runs Wave apps only, not AppMode {}",
                 runtime.app_mode.as_str()
             )));
         }
@@ -315,6 +302,7 @@ impl Scheduler {
         } else {
             (self.config.visitor_instance_limit, "a visitor")
         };
+        let image = self.image(&runtime.runtime_version)?;
         let id = crate::import::new_id();
         let token = format!(
             "{TOKEN_PREFIX}{}",
@@ -322,41 +310,6 @@ impl Scheduler {
         );
         let now = now_ms();
         let principal = &user.principal;
-        let mut tx = self.repo.pool().begin().await?;
-        sqlx::query(
-            "INSERT INTO app_owners (subject, apps) VALUES ($1, 0) ON CONFLICT (subject) DO NOTHING",
-        )
-        .bind(&principal.subject)
-        .execute(&mut *tx)
-        .await?;
-        let slot = sqlx::query(
-            "UPDATE app_owners SET instances = instances + 1 WHERE subject = $1 AND instances < $2",
-        )
-        .bind(&principal.subject)
-        .bind(limit)
-        .execute(&mut *tx)
-        .await?;
-        if slot.rows_affected() == 0 {
-            return Err(ScheduleError::Limit { limit, who });
-        }
-        sqlx::query(
-            "INSERT INTO instances (id, app_id, owner_subject, owner_name, principal, visibility, \
-             routing_mode, token_hash, suspended, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $9)",
-        )
-        .bind(&id)
-        .bind(&app.id)
-        .bind(&principal.subject)
-        .bind(principal.display_name())
-        .bind(serde_json::to_string(principal).unwrap_or_default())
-        .bind(visibility.as_str())
-        .bind(&routing_mode)
-        .bind(token_hash(&token))
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        self.forget_route(&id);
         let instance = Instance {
             id: id.clone(),
             app_id: app.id.clone(),
@@ -372,18 +325,49 @@ impl Scheduler {
             updated_at: now,
             principal: principal.clone(),
         };
+        let hash = token_hash(&token);
+        if self.records.insert(&instance, &hash, limit).await? == Slot::Full {
+            return Err(ScheduleError::Limit { limit, who });
+        }
+        self.forget_route(&id);
+        let defaults = &self.config.default_limits;
+        let or = |value: &str, default: &str| {
+            Some(if value.is_empty() { default } else { value }.to_owned())
+                .filter(|v| !v.is_empty())
+        };
         let spec = InstanceSpec {
             id: id.clone(),
             module: runtime.module.clone(),
             memory_limit: crate::bundle::manifest::quantity_bytes(&runtime.memory_limit)
                 .unwrap_or(self.config.default_memory_limit),
             env: self.environment(&app, &manifest, &instance, &token),
+            image,
+            resources: Resources {
+                memory_limit: or(&runtime.memory_limit, "")
+                    .unwrap_or_else(|| self.config.default_memory_limit.to_string()),
+                memory_reservation: or(&runtime.memory_reservation, &defaults.memory_reservation),
+                cpu_limit: or(&runtime.cpu_limit, &defaults.cpu_limit),
+                cpu_reservation: or(&runtime.cpu_reservation, &defaults.cpu_reservation),
+                gpu_count: u32::try_from(runtime.gpu_count).unwrap_or(0),
+                gpu_type: or(&runtime.gpu_type, &defaults.gpu_type),
+            },
+            volumes: volumes_of(runtime),
+            enable_shm: runtime.enable_shm,
+            record: Some(InstanceRecord {
+                instance: instance.clone(),
+                token_hash: hash,
+            }),
         };
         if let Err(e) = self.timed(self.runtime.start(spec)).await {
             tracing::error!(instance = %id, error = %e, "the runtime could not start an instance");
             let _ = self.runtime.terminate(&id).await;
             self.forget(&id, &principal.subject).await?;
             return Err(e);
+        }
+        if self.records.settle(&instance, limit).await? == Slot::Full {
+            let _ = self.runtime.terminate(&id).await;
+            self.forget(&id, &principal.subject).await?;
+            return Err(ScheduleError::Limit { limit, who });
         }
         tracing::info!(instance = %id, app = %app.id, owner = %principal.subject, "instance started");
         Ok(instance)
@@ -433,7 +417,16 @@ impl Scheduler {
             }
         }
         let token_file = self.runtime.token_file(&instance.id);
-        let volume = self.runtime.volume_dir(&instance.id);
+        let volume = manifest
+            .runtime
+            .as_ref()
+            .and_then(|r| self.runtime.volume_dir(&instance.id, &volumes_of(r)));
+        if let Some(volume) = volume {
+            env.insert(
+                "H2O_CLOUD_VOLUME_PATH".to_owned(),
+                volume.display().to_string(),
+            );
+        }
         for (k, v) in [
             ("H2O_CLOUD_ENVIRONMENT", public.clone()),
             (
@@ -445,7 +438,6 @@ impl Scheduler {
             ("H2O_CLOUD_APP_ID", app.id.clone()),
             ("H2O_CLOUD_APP_NAME", app.name.clone()),
             ("H2O_CLOUD_APP_VERSION", app.version.clone()),
-            ("H2O_CLOUD_VOLUME_PATH", volume.display().to_string()),
             ("H2O_WAVE_BASE_URL", base_url),
             ("AWS_ENDPOINT_URL_S3", drive.clone()),
             ("AWS_ENDPOINT_URL_STS", drive.clone()),
@@ -467,33 +459,33 @@ impl Scheduler {
     }
 
     async fn forget(&self, id: &str, owner: &str) -> Result<(), ScheduleError> {
-        let mut tx = self.repo.pool().begin().await?;
-        let gone = sqlx::query("DELETE FROM instances WHERE id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        if gone.rows_affected() > 0 {
-            sqlx::query(
-                "UPDATE app_owners SET instances = instances - 1 WHERE subject = $1 AND instances > 0",
-            )
-            .bind(owner)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
+        self.records.remove(id, owner).await?;
         self.forget_route(id);
         Ok(())
     }
 
+    /// The image of runtime version `name` (or alias; empty: the default one).
+    fn image(&self, name: &str) -> Result<String, ScheduleError> {
+        let versions = &self.config.runtime_versions;
+        let found = if name.is_empty() {
+            versions.iter().find(|v| v.default)
+        } else {
+            versions
+                .iter()
+                .find(|v| v.name == name || v.aliases.iter().any(|a| a == name))
+        };
+        match found {
+            Some(v) => Ok(v.image.clone()),
+            None if versions.is_empty() => Ok(String::new()),
+            None => Err(ScheduleError::NotRunnable(format!(
+                "runtime version {name:?} is not configured on this server"
+            ))),
+        }
+    }
+
     /// An instance by id, whoever asks (the router and the API decide who may see it).
     pub async fn get(&self, id: &str) -> Result<Option<Instance>, ScheduleError> {
-        let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM instances i JOIN apps a ON a.id = i.app_id WHERE i.id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(self.repo.pool())
-        .await?;
-        row.as_ref().map(instance_from_row).transpose()
+        self.records.get(id).await
     }
 
     /// The instance an instance token belongs to.
@@ -501,14 +493,7 @@ impl Scheduler {
         if !token.starts_with(TOKEN_PREFIX) {
             return Ok(None);
         }
-        let row = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM instances i JOIN apps a ON a.id = i.app_id \
-             WHERE i.token_hash = $1"
-        ))
-        .bind(token_hash(token))
-        .fetch_optional(self.repo.pool())
-        .await?;
-        row.as_ref().map(instance_from_row).transpose()
+        self.records.by_token_hash(&token_hash(token)).await
     }
 
     /// Instances of `caller` (all users' for an admin asking for `all`), optionally of one app.
@@ -522,27 +507,8 @@ impl Scheduler {
         if all && !user.admin {
             return Err(ScheduleError::Denied(Denied::Forbidden));
         }
-        let mut text =
-            format!("SELECT {COLUMNS} FROM instances i JOIN apps a ON a.id = i.app_id WHERE 1 = 1");
-        let mut args = Vec::new();
-        if !all {
-            args.push(user.principal.subject.clone());
-            text.push_str(&format!(" AND i.owner_subject = ${}", args.len()));
-        }
-        if let Some(app) = app {
-            args.push(app.to_owned());
-            text.push_str(&format!(" AND i.app_id = ${}", args.len()));
-        }
-        text.push_str(" ORDER BY i.created_at, i.id");
-        let query = args
-            .iter()
-            .fold(sqlx::query(&text), |q, a| q.bind(a.as_str()));
-        query
-            .fetch_all(self.repo.pool())
-            .await?
-            .iter()
-            .map(instance_from_row)
-            .collect()
+        let owner = (!all).then_some(user.principal.subject.as_str());
+        self.records.list(owner, app).await
     }
 
     /// An instance `caller` may manage (its owner or an admin), or why not.
@@ -595,11 +561,8 @@ impl Scheduler {
                 "PUBLIC visibility is turned off on this server".into(),
             ));
         }
-        sqlx::query("UPDATE instances SET visibility = $1, updated_at = $2 WHERE id = $3")
-            .bind(visibility.as_str())
-            .bind(now_ms())
-            .bind(&instance.id)
-            .execute(self.repo.pool())
+        self.records
+            .set_visibility(&instance.id, visibility)
             .await?;
         self.forget_route(&instance.id);
         Ok(Instance {
@@ -609,12 +572,7 @@ impl Scheduler {
     }
 
     async fn set_suspended(&self, id: &str, suspended: bool) -> Result<(), ScheduleError> {
-        sqlx::query("UPDATE instances SET suspended = $1, updated_at = $2 WHERE id = $3")
-            .bind(i64::from(suspended))
-            .bind(now_ms())
-            .bind(id)
-            .execute(self.repo.pool())
-            .await?;
+        self.records.set_suspended(id, suspended).await?;
         self.forget_route(id);
         Ok(())
     }

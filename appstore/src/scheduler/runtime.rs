@@ -3,7 +3,6 @@
 //! truth about whether an instance runs; the database only knows that it should exist.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use futures::stream::BoxStream;
@@ -93,6 +92,58 @@ pub struct InstanceSpec {
     pub memory_limit: u64,
     /// The environment of the instance (the launcher passes it on to the app).
     pub env: BTreeMap<String, String>,
+    /// The runtime image (from `[[RuntimeVersion]]`; empty where the runtime has none).
+    #[serde(default)]
+    pub image: String,
+    /// CPU, memory and GPUs.
+    #[serde(default)]
+    pub resources: Resources,
+    /// Persistent volumes asked for in app.toml.
+    #[serde(default)]
+    pub volumes: Volumes,
+    /// Whether the instance gets a large `/dev/shm`.
+    #[serde(default)]
+    pub enable_shm: bool,
+    /// The scheduler's record of the instance, for runtimes that keep it on their objects.
+    #[serde(skip)]
+    pub record: Option<InstanceRecord>,
+}
+
+/// Resources of an instance, as Kubernetes quantities.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resources {
+    /// Memory limit.
+    pub memory_limit: String,
+    /// Memory request.
+    pub memory_reservation: Option<String>,
+    /// CPU limit.
+    pub cpu_limit: Option<String>,
+    /// CPU request.
+    pub cpu_reservation: Option<String>,
+    /// Number of GPUs.
+    pub gpu_count: u32,
+    /// GPU type (the `hac.h2o.ai/accelerator` node label).
+    pub gpu_type: Option<String>,
+}
+
+/// Persistent volumes of an instance (`VolumeMount`/`VolumeSize`, `ResourceVolumeSize`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Volumes {
+    /// Mount path of the data volume; empty for none.
+    pub mount: String,
+    /// Size of the data volume.
+    pub size: String,
+    /// Size of the resource volume (the venv); empty for none.
+    pub resource_size: String,
+}
+
+/// The scheduler's record of an instance, with the hash of its token.
+#[derive(Debug, Clone)]
+pub struct InstanceRecord {
+    /// The instance as the API shows it.
+    pub instance: super::Instance,
+    /// SHA-256 of its instance token.
+    pub token_hash: String,
 }
 
 impl std::fmt::Debug for InstanceSpec {
@@ -116,6 +167,12 @@ pub enum RuntimeError {
     /// Stored state is unreadable.
     #[error("runtime state of {0} is unreadable")]
     Corrupt(String),
+    /// An object of the instance exists already, or changed under us.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The cluster refused or failed a request.
+    #[error("cluster: {0}")]
+    Cluster(String),
 }
 
 /// Lines of an instance's log.
@@ -128,8 +185,8 @@ pub trait Runtime: Send + Sync {
     async fn start(&self, spec: InstanceSpec) -> Result<(), RuntimeError>;
     /// Its status; `None` if the runtime does not know it.
     async fn status(&self, id: &str) -> Option<Status>;
-    /// Where its web server listens, once it runs.
-    async fn endpoint(&self, id: &str) -> Option<SocketAddr>;
+    /// Where its web server listens (`host:port`), once it runs.
+    async fn endpoint(&self, id: &str) -> Option<String>;
     /// Records a phase the instance's launcher reported.
     async fn report(&self, id: &str, phase: Phase, reason: Option<String>);
     /// Stops its processes and keeps its volume.
@@ -140,8 +197,8 @@ pub trait Runtime: Send + Sync {
     async fn terminate(&self, id: &str) -> Result<(), RuntimeError>;
     /// Its log: the current run's or the previous one's, following new lines if asked.
     async fn logs(&self, id: &str, previous: bool, follow: bool) -> Result<LogLines, RuntimeError>;
-    /// Where the instance keeps files that survive suspend (for the app's volume).
-    fn volume_dir(&self, id: &str) -> PathBuf;
+    /// Where the instance keeps files that survive suspend (for the app's volume), if any.
+    fn volume_dir(&self, id: &str, volumes: &Volumes) -> Option<PathBuf>;
     /// Where the instance's web identity token file is.
     fn token_file(&self, id: &str) -> PathBuf;
 }
