@@ -233,6 +233,94 @@ pub struct ServeArgs {
     /// Size of `/dev/shm` for apps with `EnableSHM` [default: 2Gi].
     #[arg(long, env = "H2O_CLOUD_SCHEDULER_SHM_SIZE")]
     pub shm_size: Option<String>,
+    /// The same scheduler settings under H2O AI Cloud's names (TOML only: a `[Scheduler]`
+    /// table); the snake_case keys, the environment and flags win over it.
+    #[arg(skip)]
+    #[serde(rename = "Scheduler")]
+    pub scheduler_table: Option<SchedulerTable>,
+}
+
+/// `[Scheduler]` in the TOML file, keyed as H2O AI Cloud's scheduler configuration.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "PascalCase")]
+pub struct SchedulerTable {
+    /// Most instances per full-access user.
+    pub instance_limit: Option<i64>,
+    /// Most instances per visitor.
+    pub visitor_instance_limit: Option<i64>,
+    /// Most app versions per user.
+    pub app_version_limit: Option<i64>,
+    /// Time limit of run, suspend, resume and terminate.
+    pub write_timeout_seconds: Option<u64>,
+    /// Mount path of the resource volume.
+    pub resource_path: Option<String>,
+    /// Namespace of instances.
+    pub namespace: Option<String>,
+    /// Type of instance Services.
+    pub service_type: Option<String>,
+    /// Storage class of instance volumes.
+    pub storage_class: Option<String>,
+    /// Kubeconfig file.
+    pub kube_config: Option<PathBuf>,
+    /// Service account of instance pods.
+    pub app_service_account: Option<String>,
+    /// GPU types apps may ask for.
+    #[serde(rename = "AllowedGPUTypes")]
+    pub allowed_gpu_types: Option<Vec<String>>,
+    /// `[Scheduler.DefaultRuntimeLimit]`: resources when app.toml names none.
+    pub default_runtime_limit: Option<RuntimeLimitTable>,
+}
+
+/// `[Scheduler.DefaultRuntimeLimit]` in the TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "PascalCase")]
+pub struct RuntimeLimitTable {
+    /// Memory limit.
+    pub memory_limit: Option<String>,
+    /// Memory request.
+    pub memory_reservation: Option<String>,
+    /// CPU limit.
+    #[serde(rename = "CPULimit")]
+    pub cpu_limit: Option<String>,
+    /// CPU request.
+    #[serde(rename = "CPUReservation")]
+    pub cpu_reservation: Option<String>,
+    /// GPU type.
+    #[serde(rename = "GPUType")]
+    pub gpu_type: Option<String>,
+}
+
+impl ServeArgs {
+    /// Fills the settings still unset from the `[Scheduler]` table.
+    fn fill_from_scheduler_table(&mut self, table: SchedulerTable) {
+        let or = |slot: &mut Option<String>, value: Option<String>| {
+            if slot.is_none() {
+                *slot = value;
+            }
+        };
+        self.instance_limit = self.instance_limit.or(table.instance_limit);
+        self.visitor_instance_limit = self.visitor_instance_limit.or(table.visitor_instance_limit);
+        self.app_version_limit = self.app_version_limit.or(table.app_version_limit);
+        self.write_timeout_seconds = self.write_timeout_seconds.or(table.write_timeout_seconds);
+        self.kube_config = self.kube_config.take().or(table.kube_config);
+        or(&mut self.resource_path, table.resource_path);
+        or(&mut self.namespace, table.namespace);
+        or(&mut self.service_type, table.service_type);
+        or(&mut self.storage_class, table.storage_class);
+        or(&mut self.app_service_account, table.app_service_account);
+        if self.allowed_gpu_types.is_empty() {
+            self.allowed_gpu_types = table.allowed_gpu_types.unwrap_or_default();
+        }
+        let limits = table.default_runtime_limit.unwrap_or_default();
+        or(&mut self.default_memory_limit, limits.memory_limit);
+        or(
+            &mut self.default_memory_reservation,
+            limits.memory_reservation,
+        );
+        or(&mut self.default_cpu_limit, limits.cpu_limit);
+        or(&mut self.default_cpu_reservation, limits.cpu_reservation);
+        or(&mut self.default_gpu_type, limits.gpu_type);
+    }
 }
 
 /// Where instances run.
@@ -499,6 +587,9 @@ impl Config {
                 default_gpu_type, namespace, service_type, storage_class, kube_config,
                 app_service_account, resource_path, shm_size;
                 oidc_audience, allowed_gpu_types, env_allow, custom_image_allow, runtime_version);
+            if let Some(table) = file.scheduler_table.take() {
+                args.fill_from_scheduler_table(table);
+            }
         }
         let listen = args
             .listen
@@ -847,6 +938,67 @@ mod tests {
         args.config = Some(path);
         let e = Config::resolve(args).unwrap_err().to_string();
         assert!(e.contains("no_such_key"), "{e}");
+    }
+
+    #[test]
+    fn the_scheduler_table_takes_h2o_ai_clouds_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("appstore.toml");
+        std::fs::write(
+            &path,
+            "runtime = \"kubernetes\"\nnamespace = \"snake-wins\"\n\
+             [Scheduler]\nInstanceLimit = 3\nVisitorInstanceLimit = 1\nAppVersionLimit = 4\n\
+             WriteTimeoutSeconds = 60\nResourcePath = \"/res\"\nNamespace = \"apps\"\n\
+             ServiceType = \"NodePort\"\nStorageClass = \"fast\"\nKubeConfig = \"/k\"\n\
+             AppServiceAccount = \"apps\"\nAllowedGPUTypes = [\"a100\"]\n\
+             [Scheduler.DefaultRuntimeLimit]\nMemoryLimit = \"4Gi\"\nMemoryReservation = \"1Gi\"\n\
+             CPULimit = \"2\"\nCPUReservation = \"500m\"\nGPUType = \"a100\"\n",
+        )
+        .unwrap();
+        let mut args = with_keys();
+        args.config = Some(path.clone());
+        args.instance_limit = Some(7);
+        let c = Config::resolve(args).unwrap();
+        let s = &c.scheduler;
+        assert_eq!(s.runtime, RuntimeKind::Kubernetes);
+        assert_eq!(s.instance_limit, 7, "a flag wins over the file");
+        assert_eq!(s.visitor_instance_limit, 1);
+        assert_eq!(c.app_version_limit, 4);
+        assert_eq!(s.write_timeout.as_secs(), 60);
+        assert_eq!(s.default_memory_limit, 4 << 30);
+        let d = &s.default_limits;
+        assert_eq!(
+            (
+                &*d.memory_reservation,
+                &*d.cpu_limit,
+                &*d.cpu_reservation,
+                &*d.gpu_type
+            ),
+            ("1Gi", "2", "500m", "a100")
+        );
+        let k = &s.kubernetes;
+        assert_eq!(k.namespace.as_deref(), Some("snake-wins"));
+        assert_eq!(k.service_type, "NodePort");
+        assert_eq!(k.storage_class.as_deref(), Some("fast"));
+        assert_eq!(k.kube_config.as_deref(), Some(Path::new("/k")));
+        assert_eq!(k.app_service_account.as_deref(), Some("apps"));
+        assert_eq!(k.resource_path, "/res");
+        assert_eq!(c.allowed_gpu_types, ["a100"]);
+
+        std::fs::write(&path, "[Scheduler]\nInstanceLimt = 3\n").unwrap();
+        let mut args = with_keys();
+        args.config = Some(path.clone());
+        let e = Config::resolve(args).unwrap_err().to_string();
+        assert!(e.contains("InstanceLimt"), "{e}");
+        std::fs::write(
+            &path,
+            "[Scheduler.DefaultRuntimeLimit]\nCPULimit = \"lots\"\n",
+        )
+        .unwrap();
+        let mut args = with_keys();
+        args.config = Some(path);
+        let e = Config::resolve(args).unwrap_err().to_string();
+        assert!(e.contains("default-cpu-limit"), "{e}");
     }
 
     #[test]
