@@ -67,6 +67,12 @@ async fn start(api: &KubeApi, dir: &std::path::Path) -> Stack {
     .await
 }
 
+/// POST of `verb` (suspend, resume) on instance `id` as alice.
+async fn act(stack: &Stack, id: &str, verb: &str) -> (StatusCode, Value) {
+    let path = format!("/api/v1/instances/{id}/{verb}");
+    stack.call(Method::POST, &path, Some("alice"), None).await
+}
+
 async fn instance(stack: &Stack, user: &str, id: &str) -> (StatusCode, Value) {
     let path = format!("/api/v1/instances/{id}");
     stack.call(Method::GET, &path, Some(user), None).await
@@ -178,14 +184,7 @@ async fn instances_are_objects_in_the_cluster() {
     let labels = &api.object("deployments", "apps", &name).unwrap()["metadata"]["labels"];
     assert_eq!(labels["appstore.h2o.ai/visibility"], "ALL_USERS");
 
-    let (status, body) = stack
-        .call(
-            Method::POST,
-            &format!("{path}/suspend"),
-            Some("alice"),
-            None,
-        )
-        .await;
+    let (status, body) = act(&stack, &id, "suspend").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(
         api.object("deployments", "apps", &name).unwrap()["spec"]["replicas"],
@@ -195,9 +194,7 @@ async fn instances_are_objects_in_the_cluster() {
         instance(&stack, "alice", &id).await.1["status"]["phase"],
         "SUSPENDED"
     );
-    let (status, _) = stack
-        .call(Method::POST, &format!("{path}/resume"), Some("alice"), None)
-        .await;
+    let (status, _) = act(&stack, &id, "resume").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         instance(&stack, "alice", &id).await.1["status"]["phase"],
@@ -320,14 +317,7 @@ async fn a_real_cluster_when_kubeconfig_is_set() {
     }
     assert_ne!(phase, "PENDING", "a pod was scheduled");
     let path = format!("/api/v1/instances/{id}");
-    let (status, _) = stack
-        .call(
-            Method::POST,
-            &format!("{path}/suspend"),
-            Some("alice"),
-            None,
-        )
-        .await;
+    let (status, _) = act(&stack, &id, "suspend").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         instance(&stack, "alice", &id).await.1["status"]["phase"],

@@ -532,6 +532,11 @@ impl State {
             Ok(items) => items,
             Err(e) => return e,
         };
+        self.list_reply(kind, items)
+    }
+
+    /// A `<Kind>List` of `items` at the current resource version.
+    fn list_reply(&self, kind: &Kind, items: Vec<Value>) -> Reply {
         let rv = self.version.to_string();
         Reply::Json(
             200,
@@ -700,12 +705,7 @@ impl State {
                 item["metadata"]["name"].as_str().unwrap_or(""),
             ));
         }
-        let rv = self.version.to_string();
-        Reply::Json(
-            200,
-            json!({"apiVersion": kind.api_version, "kind": format!("{}List", kind.kind),
-            "metadata": {"resourceVersion": rv}, "items": items}),
-        )
+        self.list_reply(kind, items)
     }
 
     fn rescale(
