@@ -49,6 +49,14 @@ fn secret_value(secret: &Value, key: &str) -> String {
 }
 
 async fn start(api: &KubeApi, dir: &std::path::Path) -> Stack {
+    start_with(api, dir, |_| {}).await
+}
+
+async fn start_with(
+    api: &KubeApi,
+    dir: &std::path::Path,
+    tweak: impl FnOnce(&mut appstore::config::ServeArgs),
+) -> Stack {
     let config = kubeconfig(dir, &api.url());
     Stack::start_with(Db::Postgres, |a| {
         a.runtime = Some(RuntimeKind::Kubernetes);
@@ -63,6 +71,7 @@ async fn start(api: &KubeApi, dir: &std::path::Path) -> Stack {
             deprecated: false,
             aliases: vec![],
         }];
+        tweak(a);
     })
     .await
 }
@@ -271,6 +280,45 @@ async fn instances_are_objects_in_the_cluster() {
     );
     let refused = broker(token).await;
     assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn a_slow_cluster_times_out_and_what_was_made_is_removed() {
+    let api = KubeApi::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let stack = start_with(&api, dir.path(), |a| a.write_timeout_seconds = Some(1)).await;
+    let (status, app) = stack.import("alice", bundle("0.3.0"), None).await;
+    assert_eq!(status, StatusCode::CREATED, "{app}");
+    let path = format!("/api/v1/apps/{}/instances", app["id"].as_str().unwrap());
+    api.set_delay(Duration::from_millis(400));
+    let (status, body) = stack
+        .call(Method::POST, &path, Some("alice"), Some(json!({})))
+        .await;
+    api.set_delay(Duration::ZERO);
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
+    assert_eq!(body["code"], "runtime-timeout", "{body}");
+    let created = api.requests().iter().filter(|r| r.method == "POST").count();
+    assert!(created >= 2, "the start got some way: {created} objects");
+    for resource in [
+        "secrets",
+        "persistentvolumeclaims",
+        "deployments",
+        "services",
+        "pods",
+    ] {
+        assert!(
+            api.objects(resource).is_empty(),
+            "{resource} of the timed-out start remain"
+        );
+    }
+    let (_, listed) = stack
+        .call(Method::GET, "/api/v1/instances", Some("alice"), None)
+        .await;
+    assert_eq!(
+        listed["instances"].as_array().map(Vec::len),
+        Some(0),
+        "{listed}"
+    );
 }
 
 /// The runtime against a real cluster: runs only with `KUBECONFIG` set (README: "Running

@@ -141,6 +141,9 @@ pub struct Scheduler {
 /// [`ROUTE_TTL`].
 type RouteCache = std::collections::HashMap<String, (std::time::Instant, Option<Instance>)>;
 
+/// Pause between attempts to remove what a failed start left behind.
+const CLEAN_UP_PAUSE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// How long the router trusts an instance row it read.
 const ROUTE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 /// Entries at which the route cache is emptied (unknown ids are cached too).
@@ -360,12 +363,12 @@ impl Scheduler {
         };
         if let Err(e) = self.timed(self.runtime.start(spec)).await {
             tracing::error!(instance = %id, error = %e, "the runtime could not start an instance");
-            let _ = self.runtime.terminate(&id).await;
+            self.clean_up(&id).await;
             self.forget(&id, &principal.subject).await?;
             return Err(e);
         }
         if self.records.settle(&instance, limit).await? == Slot::Full {
-            let _ = self.runtime.terminate(&id).await;
+            self.clean_up(&id).await;
             self.forget(&id, &principal.subject).await?;
             return Err(ScheduleError::Limit { limit, who });
         }
@@ -456,6 +459,29 @@ impl Scheduler {
             env.insert(k.to_owned(), v);
         }
         env
+    }
+
+    /// Removes what a failed start left behind; while the runtime fails (a slow or
+    /// unreachable cluster), retried in the background every [`CLEAN_UP_PAUSE`] for a minute.
+    async fn clean_up(&self, id: &str) {
+        let gone =
+            |r: &Result<(), RuntimeError>| matches!(r, Ok(()) | Err(RuntimeError::Unknown(_)));
+        if gone(&self.runtime.terminate(id).await) {
+            return;
+        }
+        let (runtime, id) = (Arc::clone(&self.runtime), id.to_owned());
+        tokio::spawn(async move {
+            for attempt in 1..=12 {
+                tokio::time::sleep(CLEAN_UP_PAUSE).await;
+                let result = runtime.terminate(&id).await;
+                if gone(&result) {
+                    return;
+                }
+                if let (12, Err(e)) = (attempt, result) {
+                    tracing::error!(instance = %id, error = %e, "what a failed start made is left behind");
+                }
+            }
+        });
     }
 
     async fn forget(&self, id: &str, owner: &str) -> Result<(), ScheduleError> {

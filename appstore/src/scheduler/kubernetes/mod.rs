@@ -27,12 +27,18 @@ use crate::repository::{Visibility, now_ms};
 pub use objects::Placement;
 use objects::{CONTAINER, OWNER, PHASE, PHASE_REASON, TOKEN, UPDATED_AT, VISIBILITY};
 
+/// Longest wait for one answer of the API server (writes are bounded by the scheduler's
+/// write timeout as a whole).
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How long a pod's readiness is trusted by the router before the API is asked again.
 const READY_TTL: Duration = Duration::from_secs(1);
 
 /// Instances as Kubernetes objects in one namespace.
 pub struct KubernetesRuntime {
     client: kube::Client,
+    /// The same cluster without a read timeout, for logs that are followed.
+    follow_client: kube::Client,
     placement: Placement,
     ready: Mutex<HashMap<String, (Instant, Option<String>)>>,
 }
@@ -81,16 +87,19 @@ impl KubernetesRuntime {
                 .map_err(|e| ConnectError::Infer(e.to_string()))?,
         };
         kube_config.connect_timeout = Some(Duration::from_secs(10));
-        kube_config.read_timeout = Some(config.write_timeout);
         let namespace = k
             .namespace
             .clone()
             .unwrap_or_else(|| kube_config.default_namespace.clone());
         tls_provider();
-        let client =
-            kube::Client::try_from(kube_config).map_err(|e| ConnectError::Client(e.to_string()))?;
-        Ok(Self::new(
-            client,
+        let mut follow_config = kube_config.clone();
+        follow_config.read_timeout = None;
+        kube_config.read_timeout = Some(config.write_timeout.max(READ_TIMEOUT));
+        let build = |c: kube::Config| {
+            kube::Client::try_from(c).map_err(|e| ConnectError::Client(e.to_string()))
+        };
+        let mut runtime = Self::new(
+            build(kube_config)?,
             Placement {
                 namespace,
                 appstore_url,
@@ -100,13 +109,16 @@ impl KubernetesRuntime {
                 resource_path: k.resource_path.clone(),
                 shm_size: k.shm_size.clone(),
             },
-        ))
+        );
+        runtime.follow_client = build(follow_config)?;
+        Ok(runtime)
     }
 
     /// A runtime over `client`, placing instances as `placement` says.
     pub fn new(client: kube::Client, placement: Placement) -> Self {
         tls_provider();
         Self {
+            follow_client: client.clone(),
             client,
             placement,
             ready: Mutex::default(),
@@ -445,7 +457,8 @@ impl Runtime for KubernetesRuntime {
             follow: follow && !previous,
             ..LogParams::default()
         };
-        let reader = match self.api::<Pod>().log_stream(&name, &params).await {
+        let pods: Api<Pod> = Api::namespaced(self.follow_client.clone(), &self.placement.namespace);
+        let reader = match pods.log_stream(&name, &params).await {
             Ok(r) => r,
             Err(kube::Error::Api(s)) if s.code == 400 && previous => {
                 return Ok(Box::pin(futures::stream::empty()));
