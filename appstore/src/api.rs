@@ -1171,7 +1171,9 @@ pub fn router(state: Shared) -> axum::Router {
     let count = state.clone();
     routes()
         .into_iter()
-        .fold(axum::Router::new(), |r, (_, path, handler)| {
+        .map(|(_, path, handler)| (path, handler))
+        .chain(crate::ui::routes())
+        .fold(axum::Router::new(), |r, (path, handler)| {
             r.route(path, handler)
         })
         .fallback(no_route)

@@ -9,7 +9,9 @@
 #   - rclone from Debian's packages when it is missing;
 #   - Azurite (npm) in ${DRIVE_TOOLS_DIR}/azurite, for the Azure backend suite;
 #   - the test OpenID provider (s3-compat-tests/idp, npm's oidc-provider) in
-#     ${DRIVE_TOOLS_DIR}/idp, for the identity tests.
+#     ${DRIVE_TOOLS_DIR}/idp, for the identity tests;
+#   - Debian's chromium and npm's playwright-core in ${DRIVE_TOOLS_DIR}/ui, for the
+#     web UI tests in a real headless browser (appstore/tests/ui.rs).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -114,6 +116,23 @@ fi
 cp "$idp_src/test-idp.mjs" "$idp/"
 idp_version="$(node -p 'require(process.argv[1]).version' "$idp/node_modules/oidc-provider/package.json")"
 echo "setup: oidc-provider $idp_version in $idp"
+
+if ! command -v chromium >/dev/null 2>&1; then
+    apt_install chromium
+fi
+playwright_version="1.65.1"
+ui="$tools_dir/ui"
+if [ "$(cat "$ui/.drive-version" 2>/dev/null || true)" != "$playwright_version" ]; then
+    if ! command -v npm >/dev/null 2>&1; then
+        apt_install nodejs npm
+    fi
+    echo "setup: installing playwright-core $playwright_version"
+    rm -rf "$ui"
+    mkdir -p "$ui"
+    npm install --prefix "$ui" --no-audit --no-fund --loglevel=error "playwright-core@$playwright_version" >/dev/null
+    echo "$playwright_version" > "$ui/.drive-version"
+fi
+echo "setup: $(chromium --version 2>/dev/null | head -n1), playwright-core $playwright_version in $ui"
 
 # PostgreSQL for the replica tests (s3-compat-tests/src/database.rs): they use
 # $DRIVE_TEST_POSTGRES, else postgres@127.0.0.1:$pg_port with trust auth. When nothing

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test binary uses part of this module
 
+pub mod platform;
 pub mod ws;
 
 use std::io::Write as _;
