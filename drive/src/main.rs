@@ -14,6 +14,7 @@ mod revocations;
 mod s3;
 mod server;
 mod sts;
+mod ui;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -183,6 +184,19 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
             public_url: identity.public_url.clone(),
             drive_url: None,
         },
+        ui: ui::Ui::new(
+            // Browsers sign in where discovery sends them (see above).
+            match &dev_issuer {
+                Some(dev) => ui::Provider::Dev(Arc::clone(dev)),
+                None => {
+                    ui::Provider::External(identity.issuers.first().cloned().unwrap_or_default())
+                }
+            },
+            identity.client_id.clone(),
+            identity.scope.clone(),
+            identity.public_url.clone(),
+            config.region.clone(),
+        ),
         dev_issuer: dev_issuer.clone(),
     });
 

@@ -27,6 +27,7 @@ use crate::dev_idp;
 use crate::framing;
 use crate::metrics::{Metrics, OperationLabels, RequestLabels};
 use crate::sts::{self, Sts};
+use crate::ui;
 use shared_identity::discovery::{self, Discovery};
 
 /// Everything a request handler needs.
@@ -45,6 +46,8 @@ pub struct State {
     pub dev_issuer: Option<Arc<shared_identity::DevIssuer>>,
     /// Drive's own API (access keys).
     pub api: Api,
+    /// The file browser.
+    pub ui: ui::Ui,
 }
 
 /// Serves on `listener` until `shutdown` resolves, then waits up to `grace` for in-flight
@@ -164,6 +167,14 @@ async fn handle(
         _ if req.uri().path().starts_with(dev_idp::PREFIX) && state.dev_issuer.is_some() => {
             let issuer = state.dev_issuer.as_ref().expect("checked");
             ("DevIssuer".to_owned(), dev_idp::handle(issuer, req).await)
+        }
+        _ if req.uri().path() == ui::PREFIX
+            || req.uri().path().starts_with(&format!("{}/", ui::PREFIX)) =>
+        {
+            (
+                "FileBrowser".to_owned(),
+                state.ui.handle(&state.sts, req).await,
+            )
         }
         // Drive's own paths: no bucket can be named `_drive`.
         _ if req.uri().path().starts_with("/_drive/") => (

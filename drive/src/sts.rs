@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use http::StatusCode;
-use shared_identity::{Sessions, Verifier, VerifyError};
+use shared_identity::{SessionCredentials, Sessions, Verified, Verifier, VerifyError};
 
 use crate::revocations::Revocations;
 
@@ -100,48 +100,10 @@ impl Sts {
                 );
             }
         };
-        let duration = Duration::from_secs(duration).min(self.max_duration);
-        let verified = match self.verifier.verify(token).await {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::info!(error = %e, "web identity token refused");
-                let code = match e {
-                    VerifyError::Expired => "ExpiredTokenException",
-                    VerifyError::Provider(_) => "IDPCommunicationError",
-                    _ => "InvalidIdentityToken",
-                };
-                return fail(StatusCode::BAD_REQUEST, code, &e.to_string());
-            }
+        let (verified, creds) = match self.assume(token, Duration::from_secs(duration)).await {
+            Ok(answer) => answer,
+            Err(refusal) => return fail(refusal.status, refusal.code, &refusal.message),
         };
-        if let Some(instance) = &verified.instance {
-            match self.revocations.is_revoked(instance).await {
-                Ok(false) => {}
-                Ok(true) => {
-                    tracing::info!(instance, "web identity token of a revoked instance refused");
-                    return fail(
-                        StatusCode::BAD_REQUEST,
-                        "InvalidIdentityToken",
-                        &format!(
-                            "The token was minted for the app instance {instance}, which has been terminated."
-                        ),
-                    );
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "instance revocation lookup failed");
-                    return fail(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "ServiceUnavailable",
-                        "The token could not be checked; try again.",
-                    );
-                }
-            }
-        }
-        let creds = self.sessions.issue(
-            &verified.principal,
-            verified.instance.as_deref(),
-            duration,
-            SystemTime::now(),
-        );
         let subject = xml_escape(&verified.principal.subject);
         let session_name = xml_escape(session_name);
         let audience = verified
@@ -169,6 +131,64 @@ impl Sts {
              </AssumeRoleWithWebIdentityResponse>",
             creds.access_key_id, creds.secret_access_key, creds.session_token
         );
+        (StatusCode::OK, body)
+    }
+
+    /// Verifies a web identity `token` and issues session credentials for it, valid for
+    /// `duration` but at most the configured maximum: what `AssumeRoleWithWebIdentity`
+    /// does, for Drive's own callers (the file browser's sign-in).
+    pub async fn assume(
+        &self,
+        token: &str,
+        duration: Duration,
+    ) -> Result<(Verified, SessionCredentials), Refusal> {
+        let refuse = |status, code, message: String| Refusal {
+            status,
+            code,
+            message,
+        };
+        let duration = duration.min(self.max_duration);
+        let verified = match self.verifier.verify(token).await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::info!(error = %e, "web identity token refused");
+                let code = match e {
+                    VerifyError::Expired => "ExpiredTokenException",
+                    VerifyError::Provider(_) => "IDPCommunicationError",
+                    _ => "InvalidIdentityToken",
+                };
+                return Err(refuse(StatusCode::BAD_REQUEST, code, e.to_string()));
+            }
+        };
+        if let Some(instance) = &verified.instance {
+            match self.revocations.is_revoked(instance).await {
+                Ok(false) => {}
+                Ok(true) => {
+                    tracing::info!(instance, "web identity token of a revoked instance refused");
+                    return Err(refuse(
+                        StatusCode::BAD_REQUEST,
+                        "InvalidIdentityToken",
+                        format!(
+                            "The token was minted for the app instance {instance}, which has been terminated."
+                        ),
+                    ));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "instance revocation lookup failed");
+                    return Err(refuse(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "ServiceUnavailable",
+                        "The token could not be checked; try again.".to_owned(),
+                    ));
+                }
+            }
+        }
+        let creds = self.sessions.issue(
+            &verified.principal,
+            verified.instance.as_deref(),
+            duration,
+            SystemTime::now(),
+        );
         tracing::info!(
             user = verified.principal.display_name(),
             instance = verified.instance.as_deref(),
@@ -176,8 +196,19 @@ impl Sts {
             seconds = duration.as_secs(),
             "session credentials issued"
         );
-        (StatusCode::OK, body)
+        Ok((verified, creds))
     }
+}
+
+/// Why a web identity token got no session credentials.
+#[derive(Debug)]
+pub struct Refusal {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// The STS error code.
+    pub code: &'static str,
+    /// What went wrong, in words.
+    pub message: String,
 }
 
 /// Decodes `application/x-www-form-urlencoded` text (also a query string).

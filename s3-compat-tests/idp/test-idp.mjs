@@ -14,7 +14,8 @@
 //   ACCESS_TOKEN_TTL  lifetime of access tokens in seconds (default 300)
 //
 // Clients: drive-cli (public, PKCE) and drive-web (secret drive-web-secret), both allowed the
-// authorization_code, refresh_token and (test-only) password grants. Users: alice, bob, carol,
+// authorization_code, refresh_token and (test-only) password grants; drive-ui (public, PKCE),
+// Drive's file browser, returning to http://127.0.0.1:<any port>/_drive/ui/callback. Users: alice, bob, carol,
 // dave, erin, each with the password `<username>-pass`. Access tokens are RS256 JWTs for the
 // resource `urn:drive` carrying Keycloak-like identity claims (groups, realm_access.roles).
 import crypto from 'node:crypto';
@@ -128,6 +129,9 @@ const issuer = `http://127.0.0.1:${server.address().port}`;
 // An instance's callback URL holds its id, unknown in advance: the Wave client may return to
 // any loopback `…/_auth/callback`.
 const WAVE_CALLBACK = /^http:\/\/(127\.0\.0\.1|[0-9a-f-]+\.localhost)(:\d+)?\/([^?#]*\/)?_auth\/callback$/;
+// Drive's file browser signs in as the public client drive-ui (PKCE) at a Drive on any
+// loopback port.
+const DRIVE_UI_CALLBACK = /^http:\/\/127\.0\.0\.1:\d+\/_drive\/ui\/callback$/;
 
 const provider = new Provider(issuer, {
   clients: [
@@ -149,6 +153,13 @@ const provider = new Provider(issuer, {
       client_id: 'drive-web',
       client_secret: 'drive-web-secret',
       grant_types: GRANTS,
+      response_types: ['code'],
+      redirect_uris: [REDIRECT_URI],
+    },
+    {
+      client_id: 'drive-ui',
+      token_endpoint_auth_method: 'none',
+      grant_types: ['authorization_code', 'refresh_token'],
       response_types: ['code'],
       redirect_uris: [REDIRECT_URI],
     },
@@ -327,6 +338,7 @@ async function interaction(req, res, match) {
 const redirectUriAllowed = provider.Client.prototype.redirectUriAllowed;
 provider.Client.prototype.redirectUriAllowed = function (value) {
   if (this.clientId === 'wave-app') return WAVE_CALLBACK.test(value);
+  if (this.clientId === 'drive-ui') return DRIVE_UI_CALLBACK.test(value);
   return redirectUriAllowed.call(this, value);
 };
 const callback = provider.callback();
