@@ -3,6 +3,7 @@
 //! `drive` binary. Each backend's runner (in `tests/`) calls every case against its own
 //! Drive configuration.
 
+pub mod browser;
 pub mod cases;
 pub mod database;
 pub mod emulator;

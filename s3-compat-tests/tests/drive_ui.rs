@@ -6,10 +6,10 @@
 //! browser side is `ui/drive.mjs`; this side checks the big object byte for byte through S3.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use md5::{Digest, Md5};
-use s3_compat_tests::emulator::tools_dir;
+use s3_compat_tests::browser;
 use s3_compat_tests::idp::Idp;
 use s3_compat_tests::server::DriveProcess;
 use s3_compat_tests::sts::{assume, session_client};
@@ -20,25 +20,6 @@ const HOSTILE: &str = "<img src=x onerror=alert(1)>.txt";
 const BIG: usize = 200 * 1024 * 1024;
 /// Keys in alice's workspace: more than the page lists at once (200).
 const PAGED: usize = 205;
-
-/// Where screenshots go: `$DRIVE_UI_ARTIFACTS`, else `$CARGO_TARGET_DIR/ui-artifacts`.
-fn artifacts() -> PathBuf {
-    if let Some(dir) = std::env::var_os("DRIVE_UI_ARTIFACTS") {
-        return PathBuf::from(dir);
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
-        || {
-            // target/<profile>/deps/<test> → target
-            let exe = std::env::current_exe().expect("the test binary has a path");
-            exe.ancestors()
-                .nth(3)
-                .expect("tests run from target/<profile>/deps")
-                .to_owned()
-        },
-        PathBuf::from,
-    );
-    target.join("ui-artifacts")
-}
 
 /// Writes `len` pseudo-random bytes (xorshift) to `path`; their MD5.
 fn random_file(path: &Path, len: usize) -> [u8; 16] {
@@ -60,35 +41,9 @@ fn random_file(path: &Path, len: usize) -> [u8; 16] {
     md5.finalize().into()
 }
 
-/// Runs the browser script with `envs`; its exit status and everything it printed.
-async fn browse(envs: Vec<(&'static str, String)>) -> (Option<i32>, String) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("ui/drive.mjs");
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("node")
-            .arg(&script)
-            .envs(envs)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .expect("node starts (setup.sh installs it)")
-    })
-    .await
-    .expect("the browser script runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code(), text)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_file_browser_uploads_resumes_shares_and_deletes_in_chromium() {
-    let ui_tools = tools_dir().join("ui");
-    assert!(
-        ui_tools.join("node_modules/playwright-core").is_dir()
-            && Path::new("/usr/bin/chromium").exists(),
-        "chromium and playwright-core are missing: run s3-compat-tests/clients/setup.sh"
-    );
+    browser::tools();
     let idp = Idp::start().await;
     let temp = tempfile::tempdir().expect("temp dir");
     let data = temp.path().join("data");
@@ -117,8 +72,6 @@ async fn the_file_browser_uploads_resumes_shares_and_deletes_in_chromium() {
     std::fs::write(files.join(HOSTILE), "hostile\n").expect("hostile");
     let big = files.join("big.bin");
     let big_md5 = random_file(&big, BIG);
-    let shots = artifacts();
-    std::fs::create_dir_all(&shots).expect("the artifacts directory");
 
     // More keys than one listing page holds, in alice's workspace.
     let token = idp.login("alice").await.access_token;
@@ -136,17 +89,21 @@ async fn the_file_browser_uploads_resumes_shares_and_deletes_in_chromium() {
             .expect("put a key");
     }
 
-    let (code, output) = browse(vec![
-        ("DRIVE_URL", drive.endpoint.clone()),
-        ("UI_TOOLS", ui_tools.display().to_string()),
-        ("ALBUM", album.display().to_string()),
-        ("HOSTILE_FILE", files.join(HOSTILE).display().to_string()),
-        ("HOSTILE", HOSTILE.to_owned()),
-        ("BIG", big.display().to_string()),
-        ("BIG_SIZE", BIG.to_string()),
-        ("ARTIFACTS", shots.display().to_string()),
-        ("PAGED", PAGED.to_string()),
-    ])
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("ui/drive.mjs");
+    let limit = std::time::Duration::from_secs(600);
+    let (code, output) = browser::run(
+        &script,
+        &[
+            ("DRIVE_URL", drive.endpoint.clone()),
+            ("ALBUM", album.display().to_string()),
+            ("HOSTILE_FILE", files.join(HOSTILE).display().to_string()),
+            ("HOSTILE", HOSTILE.to_owned()),
+            ("BIG", big.display().to_string()),
+            ("BIG_SIZE", BIG.to_string()),
+            ("PAGED", PAGED.to_string()),
+        ],
+        limit,
+    )
     .await;
     println!("{output}");
     assert_eq!(code, Some(0), "the browser script failed:\n{output}");
@@ -196,12 +153,7 @@ async fn the_file_browser_uploads_resumes_shares_and_deletes_in_chromium() {
         .expect("list album");
     assert_eq!(album_left.key_count(), Some(0), "{album_left:?}");
 
-    if std::env::var_os("UPDATE_DOCS_SCREENSHOTS").is_some() {
-        let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots");
-        for name in ["drive-desktop.png", "drive-phone.png"] {
-            std::fs::copy(shots.join(name), docs.join(name)).expect("copy a screenshot");
-        }
-    }
+    browser::update_docs(&["drive-desktop.png", "drive-phone.png"]);
     drive.terminate();
     idp.stop().await;
 }

@@ -7,19 +7,10 @@
 // keys alice's `default` workspace holds: more than one listing page).
 // Exits 0 when every check passes; prints what it does.
 import fs from 'node:fs';
-import path from 'node:path';
-import { createRequire } from 'node:module';
-
-function env(name) {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is required`);
-  return v;
-}
+import { check, env, launch, login, newPage, problems, shoot, until } from './browser.mjs';
 
 const DRIVE = env('DRIVE_URL');
 const UI = `${DRIVE}/_drive/ui/`;
-const require = createRequire(path.join(env('UI_TOOLS'), 'package.json'));
-const { chromium } = require('playwright-core');
 const ALBUM = env('ALBUM');
 const HOSTILE = env('HOSTILE');
 const HOSTILE_FILE = env('HOSTILE_FILE');
@@ -28,59 +19,12 @@ const BIG_SIZE = Number(env('BIG_SIZE'));
 const ARTIFACTS = env('ARTIFACTS');
 const PAGED = Number(env('PAGED'));
 const PART = 8 * 1024 * 1024;
-const DESKTOP = { width: 1280, height: 800 };
-const PHONE = { width: 390, height: 844 };
 
 const step = (what) => console.log(`drive-ui: ${what}`);
-const problems = [];
-
-function check(ok, what) {
-  if (!ok) throw new Error(`check failed: ${what}`);
-}
-
-// Waits until `fn` returns something truthy.
-async function until(fn, what, timeout = 60_000, every = 200) {
-  const end = Date.now() + timeout;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, every));
-  }
-}
-
-// A page in a fresh context that fails the run on any dialog (an XSS would open one),
-// script error or CSP violation.
-async function newPage(browser) {
-  const context = await browser.newContext({ viewport: DESKTOP });
-  const page = await context.newPage();
-  page.on('dialog', async (d) => {
-    problems.push(`a dialog opened: ${d.type()} ${d.message()}`);
-    await d.dismiss().catch(() => {});
-  });
-  page.on('pageerror', (e) => problems.push(`script error on ${page.url()}: ${e.message}`));
-  page.on('console', (m) => {
-    if (m.type() === 'error' && /Content Security Policy/i.test(m.text())) problems.push(`CSP violation: ${m.text()}`);
-  });
-  return page;
-}
-
-async function shoot(page, name) {
-  await page.evaluate(() => document.activeElement?.blur());
-  await page.screenshot({ path: path.join(ARTIFACTS, `${name}-desktop.png`) });
-  await page.setViewportSize(PHONE);
-  await page.waitForTimeout(200);
-  await page.screenshot({ path: path.join(ARTIFACTS, `${name}-phone.png`), fullPage: true });
-  await page.setViewportSize(DESKTOP);
-}
 
 async function signIn(page, user) {
   await page.goto(UI);
-  await page.getByRole('link', { name: 'Sign in' }).click();
-  await page.waitForSelector('input[name="username"]');
-  await page.fill('input[name="username"]', user);
-  await page.fill('input[name="password"]', `${user}-pass`);
-  await page.click('button[type="submit"]');
+  await login(page, user);
   await page.waitForURL((u) => u.href.startsWith(UI));
   await page.locator('#user', { hasText: `Signed in as ${user}` }).waitFor();
   step(`${user} signed in`);
@@ -101,9 +45,9 @@ async function run() {
   const presign = await fetch(`${UI}api/presign`, { method: 'POST', body: '{}' });
   check(presign.status === 401, `signed out, api/presign answers 401, not ${presign.status}`);
 
-  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] });
+  const browser = await launch();
   try {
-    const page = await newPage(browser);
+    const page = await newPage(browser, DRIVE);
     await signIn(page, 'alice');
     const cookies = await page.context().cookies();
     const session = cookies.find((c) => c.name === 'drive_ui_session');
@@ -260,7 +204,7 @@ async function run() {
     const link = await until(async () => page.inputValue('#share-url'), 'the share link');
     await page.click('#dialog-ok');
     check(link.startsWith(DRIVE) && link.includes('X-Amz-Expires=3600'), `a presigned link for an hour: ${link}`);
-    const stranger = await newPage(browser);
+    const stranger = await newPage(browser, DRIVE);
     const got = await stranger.goto(link);
     check(got.status() === 200, `the shared link answers 200, not ${got.status()}`);
     check((await got.text()) === 'hello from the file browser\n', 'the shared link gives the bytes');
@@ -289,7 +233,7 @@ async function run() {
     step('deleted a folder recursively');
 
     // Bob sees none of it.
-    const bob = await newPage(browser);
+    const bob = await newPage(browser, DRIVE);
     await signIn(bob, 'bob');
     await bob.getByText('This folder is empty.').waitFor();
     check((await keys(bob)).length === 0, 'bob sees no files in his home');

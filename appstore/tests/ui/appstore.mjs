@@ -8,86 +8,18 @@
 // Exits 0 when every check passes; prints what it does.
 import fs from 'node:fs';
 import path from 'node:path';
-import { createRequire } from 'node:module';
-
-function env(name) {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is required`);
-  return v;
-}
+import { check, env, launch, login, newPage, problems, shoot, until } from '../../../s3-compat-tests/ui/browser.mjs';
 
 const URL_ = env('APPSTORE_URL');
-const require = createRequire(path.join(env('UI_TOOLS'), 'package.json'));
-const { chromium } = require('playwright-core');
 const HOSTILE = env('HOSTILE');
 const ARTIFACTS = env('ARTIFACTS');
 const START_TIMEOUT = Number(env('START_TIMEOUT_MS'));
-const DESKTOP = { width: 1280, height: 800 };
-const PHONE = { width: 390, height: 844 };
-
 const step = (what) => console.log(`ui: ${what}`);
-const problems = [];
-
-function check(ok, what) {
-  if (!ok) throw new Error(`check failed: ${what}`);
-}
-
-// Waits until `fn` returns something truthy, polling every `every` ms.
-async function until(fn, what, timeout = 60_000, every = 250) {
-  const end = Date.now() + timeout;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, every));
-  }
-}
-
-// A page that fails the run on any dialog (an XSS would open one), script error or CSP
-// violation.
-async function newPage(browser) {
-  const context = await browser.newContext({ viewport: DESKTOP });
-  // Generous: the whole suite shares two cores with this browser.
-  context.setDefaultTimeout(60_000);
-  const page = await context.newPage();
-  context.on('page', watch);
-  watch(page);
-  return page;
-}
-
-function watch(page) {
-  page.on('dialog', async (d) => {
-    problems.push(`a dialog opened on ${page.url()}: ${d.type()} ${d.message()}`);
-    await d.dismiss().catch(() => {});
-  });
-  page.on('pageerror', (e) => {
-    if (page.url().startsWith(URL_)) problems.push(`script error on ${page.url()}: ${e.message}`);
-  });
-  page.on('console', (m) => {
-    if (m.type() === 'error' && /Content Security Policy/i.test(m.text()) && page.url().startsWith(URL_)) {
-      problems.push(`CSP violation on ${page.url()}: ${m.text()}`);
-    }
-  });
-}
-
-// Screenshots of `page` at desktop and phone width: ARTIFACTS/<name>-desktop.png, -phone.png.
-async function shoot(page, name) {
-  await page.evaluate(() => document.activeElement?.blur());
-  await page.screenshot({ path: path.join(ARTIFACTS, `${name}-desktop.png`), fullPage: true });
-  await page.setViewportSize(PHONE);
-  await page.waitForTimeout(150);
-  await page.screenshot({ path: path.join(ARTIFACTS, `${name}-phone.png`), fullPage: true });
-  await page.setViewportSize(DESKTOP);
-}
 
 // Signs `user` in through the provider's login form, starting from the catalogue.
 async function signIn(page, user) {
   await page.goto(`${URL_}/`);
-  await page.getByRole('link', { name: 'Sign in' }).click();
-  await page.waitForSelector('input[name="username"]');
-  await page.fill('input[name="username"]', user);
-  await page.fill('input[name="password"]', `${user}-pass`);
-  await page.click('button[type="submit"]');
+  await login(page, user);
   await page.waitForURL(`${URL_}/`);
   await page.locator('.who', { hasText: user }).waitFor();
   step(`${user} signed in`);
@@ -121,7 +53,7 @@ const phaseOf = (page, id) => page.getAttribute(`li[data-instance="${id}"]`, 'da
 
 async function run() {
   fs.mkdirSync(ARTIFACTS, { recursive: true });
-  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] });
+  const browser = await launch();
   try {
     // The page's headers.
     const head = await fetch(`${URL_}/`);
@@ -133,7 +65,7 @@ async function run() {
     const asset = await fetch(`${URL_}${css[1]}`);
     check(asset.ok && /immutable/.test(asset.headers.get('cache-control')), `assets are cached for long: ${asset.headers.get('cache-control')}`);
 
-    const page = await newPage(browser);
+    const page = await newPage(browser, URL_);
     await page.goto(`${URL_}/`);
     await page.getByRole('link', { name: 'Sign in' }).waitFor();
     await signIn(page, 'alice');
@@ -273,7 +205,7 @@ async function run() {
     step('suspended and resumed');
 
     // Bob sees none of alice's private things, and may not open her instance.
-    const bob = await newPage(browser);
+    const bob = await newPage(browser, URL_);
     await signIn(bob, 'bob');
     await bob.waitForSelector('#apps .card');
     const bobSees = await cardTitles(bob);
@@ -290,7 +222,7 @@ async function run() {
     step('bob sees none of it');
 
     // An admin sees every app and instance.
-    const dave = await newPage(browser);
+    const dave = await newPage(browser, URL_);
     await signIn(dave, 'dave');
     await dave.getByRole('link', { name: 'Admin' }).click();
     await dave.waitForURL(`${URL_}/admin`);
