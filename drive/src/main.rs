@@ -103,13 +103,13 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
             config.data_dir.display()
         )
     })?;
+    // Seals access key secrets at rest and the file browser's cookies, so every replica
+    // sharing the server key opens them.
+    let sealer = shared_identity::Sealer::new(server_key.clone(), older_keys);
     let keys = Arc::new(
-        keys::KeyStore::open(
-            config.database_url.expose(),
-            shared_identity::Sealer::new(server_key.clone(), older_keys),
-        )
-        .await
-        .map_err(|e| format!("cannot open the metadata database: {e}"))?,
+        keys::KeyStore::open(config.database_url.expose(), sealer.clone())
+            .await
+            .map_err(|e| format!("cannot open the metadata database: {e}"))?,
     );
     let revocations = Arc::new(revocations::Revocations::new(
         keys.pool(),
@@ -196,6 +196,7 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
             identity.scope.clone(),
             identity.public_url.clone(),
             config.region.clone(),
+            sealer,
         ),
         dev_issuer: dev_issuer.clone(),
     });

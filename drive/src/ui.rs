@@ -1,20 +1,27 @@
 //! Drive's file browser at `/_drive/ui/`: the page and its assets (built into the binary),
 //! browser sign-in (OIDC authorization code flow with PKCE against Drive's issuer), a
-//! server-side session holding the user's STS session credentials, and a small JSON API
-//! that presigns the S3 requests the page then sends to Drive itself, so every byte goes
-//! between the browser and the S3 endpoint under Drive's normal authorization.
+//! session holding the user's STS session credentials, and a small JSON API that presigns
+//! the S3 requests the page then sends to Drive itself, so every byte goes between the
+//! browser and the S3 endpoint under Drive's normal authorization.
+//!
+//! Nothing is kept in the replica: the sign-in in flight (PKCE verifier, redirect URI,
+//! `state`, start) and the session (principal, session credentials, CSRF token, expiry) are
+//! sealed with the server key into their `HttpOnly` cookies, so any replica that shares the
+//! key (or has it among its previous keys) continues them. Signing out clears the cookie,
+//! but a copy of a session cookie stays valid until it expires (at most `SESSION_LIFETIME`,
+//! 12 hours), as the session credentials inside it do: that is how sealed sessions work.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use shared_identity::{ALNUM, DevIssuer, Principal, SessionCredentials, random_string};
+use shared_identity::{ALNUM, DevIssuer, Principal, Sealer, SessionCredentials, random_string};
 
 use crate::api::{error, json_response};
 use crate::namespace;
@@ -24,6 +31,9 @@ use crate::sts::Sts;
 pub const PREFIX: &str = "/_drive/ui";
 const SESSION_COOKIE: &str = "drive_ui_session";
 const LOGIN_COOKIE: &str = "drive_ui_login";
+/// Sealing contexts of the two cookies, so that neither opens as the other.
+const LOGIN_CONTEXT: &str = "drive-ui-login";
+const SESSION_CONTEXT: &str = "drive-ui-session";
 /// How long a browser session (and its session credentials) lasts, at most (also capped
 /// by `--sts-max-duration-secs`).
 const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
@@ -34,8 +44,6 @@ const PRESIGN_SECS: u64 = 900;
 /// Longest validity of a share link, as S3 allows: 7 days.
 const MAX_SHARE_SECS: u64 = 7 * 24 * 3600;
 const MAX_BODY: usize = 16 * 1024;
-/// Most sign-ins in flight and sessions kept, so that a flood cannot exhaust memory.
-const MAX_ENTRIES: usize = 100_000;
 const CSP: &str = "default-src 'self'; connect-src 'self'; img-src 'self' blob: data:; \
                    frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
@@ -51,18 +59,45 @@ pub enum Provider {
     External(String),
 }
 
-/// A sign-in in flight: the PKCE verifier and where the code comes back.
+/// A sign-in in flight, sealed into the login cookie: the `state` it answers, the PKCE
+/// verifier, where the code comes back and when it started (Unix seconds).
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
 struct Login {
+    state: String,
     verifier: String,
     redirect_uri: String,
-    started: SystemTime,
+    started: u64,
 }
 
-/// A signed-in browser.
+/// A signed-in browser, sealed into the session cookie.
+#[derive(Serialize, Deserialize)]
 struct Session {
+    #[serde(rename = "p")]
     principal: Principal,
-    credentials: SessionCredentials,
+    #[serde(rename = "ak")]
+    access_key_id: String,
+    #[serde(rename = "sk")]
+    secret_access_key: String,
+    #[serde(rename = "st")]
+    session_token: String,
+    /// When the session and its credentials end (Unix seconds).
+    #[serde(rename = "exp")]
+    expires: u64,
+    /// The CSRF token of this session's page.
     csrf: String,
+}
+
+impl Session {
+    fn new(principal: Principal, credentials: SessionCredentials) -> Self {
+        Self {
+            principal,
+            access_key_id: credentials.access_key_id,
+            secret_access_key: credentials.secret_access_key,
+            session_token: credentials.session_token,
+            expires: unix(credentials.expiration),
+            csrf: random_string(43, ALNUM),
+        }
+    }
 }
 
 /// The file browser's state.
@@ -73,20 +108,20 @@ pub struct Ui {
     public_url: Option<String>,
     region: String,
     http: reqwest::Client,
-    logins: Mutex<HashMap<String, Login>>,
-    sessions: Mutex<HashMap<String, Session>>,
+    sealer: Sealer,
 }
 
 impl Ui {
     /// A file browser signing users in at `provider` as the public client `client_id`
     /// with `scope`, reached at `public_url` (else at the request's host), signing for
-    /// `region`.
+    /// `region`, sealing its cookies with `sealer`.
     pub fn new(
         provider: Provider,
         client_id: String,
         scope: String,
         public_url: Option<String>,
         region: String,
+        sealer: Sealer,
     ) -> Self {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -100,9 +135,36 @@ impl Ui {
             public_url,
             region,
             http,
-            logins: Mutex::default(),
-            sessions: Mutex::default(),
+            sealer,
         }
+    }
+
+    /// The sign-in sealed for its cookie.
+    fn seal_login(&self, login: &Login) -> String {
+        let json = serde_json::to_vec(login).expect("a sign-in serializes");
+        self.sealer.seal(LOGIN_CONTEXT, &json)
+    }
+
+    /// The sign-in a login cookie holds, if it was sealed by a replica and is still
+    /// running at `now`.
+    fn open_login(&self, sealed: &str, now: SystemTime) -> Option<Login> {
+        let json = self.sealer.open(LOGIN_CONTEXT, sealed)?;
+        let login: Login = serde_json::from_slice(&json).ok()?;
+        (unix(now) < login.started.saturating_add(LOGIN_LIFETIME.as_secs())).then_some(login)
+    }
+
+    /// The session sealed for its cookie.
+    fn seal_session(&self, session: &Session) -> String {
+        let json = serde_json::to_vec(session).expect("a session serializes");
+        self.sealer.seal(SESSION_CONTEXT, &json)
+    }
+
+    /// The session a session cookie holds, if it was sealed by a replica and has not
+    /// ended at `now`.
+    fn open_session(&self, sealed: &str, now: SystemTime) -> Option<Session> {
+        let json = self.sealer.open(SESSION_CONTEXT, sealed)?;
+        let session: Session = serde_json::from_slice(&json).ok()?;
+        (unix(now) < session.expires).then_some(session)
     }
 
     /// Answers a request under [`PREFIX`].
@@ -176,7 +238,8 @@ impl Ui {
         }
     }
 
-    /// Starts a sign-in: a PKCE verifier kept here, the browser sent to the issuer.
+    /// Starts a sign-in: a PKCE verifier sealed into the login cookie, the browser sent to
+    /// the issuer.
     async fn login(&self, req: &Request<Incoming>) -> Response<s3s::Body> {
         let (base, secure) = self.base(req);
         let (authorize, _) = match self.endpoints().await {
@@ -202,26 +265,13 @@ impl Ui {
             .append_pair("nonce", &random_string(16, ALNUM))
             .append_pair("code_challenge", &challenge)
             .append_pair("code_challenge_method", "S256");
-        {
-            let now = SystemTime::now();
-            let mut logins = self.logins.lock().expect("the login lock");
-            logins.retain(|_, l| now < l.started + LOGIN_LIFETIME);
-            if logins.len() >= MAX_ENTRIES {
-                return page(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Too many sign-ins are in progress; try again in a few minutes.",
-                );
-            }
-            logins.insert(
-                state.clone(),
-                Login {
-                    verifier,
-                    redirect_uri,
-                    started: now,
-                },
-            );
-        }
-        let cookie = cookie(LOGIN_COOKIE, &state, LOGIN_LIFETIME.as_secs(), secure);
+        let sealed = self.seal_login(&Login {
+            state,
+            verifier,
+            redirect_uri,
+            started: unix(SystemTime::now()),
+        });
+        let cookie = cookie(LOGIN_COOKIE, &sealed, LOGIN_LIFETIME.as_secs(), secure);
         redirect(url.as_str(), Some(cookie))
     }
 
@@ -244,11 +294,11 @@ impl Ui {
             );
         }
         let state = get("state").unwrap_or("");
-        let bound = cookies(req).any(|(k, v)| k == LOGIN_COOKIE && v == state);
-        let login = bound
-            .then(|| self.logins.lock().expect("the login lock").remove(state))
-            .flatten()
-            .filter(|l| SystemTime::now() < l.started + LOGIN_LIFETIME);
+        let now = SystemTime::now();
+        let login = cookies(req)
+            .filter(|(k, _)| *k == LOGIN_COOKIE)
+            .filter_map(|(_, v)| self.open_login(v, now))
+            .find(|l| !state.is_empty() && l.state == state);
         let (Some(login), Some(code)) = (login, get("code")) else {
             return page(
                 StatusCode::BAD_REQUEST,
@@ -271,34 +321,15 @@ impl Ui {
                 );
             }
         };
-        let id = random_string(43, ALNUM);
         let max_age = credentials
             .expiration
             .duration_since(SystemTime::now())
             .unwrap_or_default()
             .as_secs();
-        {
-            let now = SystemTime::now();
-            let mut sessions = self.sessions.lock().expect("the session lock");
-            sessions.retain(|_, s| now < s.credentials.expiration);
-            if sessions.len() >= MAX_ENTRIES {
-                return page(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Too many sessions are open; try again later.",
-                );
-            }
-            sessions.insert(
-                id.clone(),
-                Session {
-                    principal: verified.principal,
-                    credentials,
-                    csrf: random_string(43, ALNUM),
-                },
-            );
-        }
+        let sealed = self.seal_session(&Session::new(verified.principal, credentials));
         let mut response = redirect(
             &format!("{PREFIX}/"),
-            Some(cookie(SESSION_COOKIE, &id, max_age, secure)),
+            Some(cookie(SESSION_COOKIE, &sealed, max_age, secure)),
         );
         response.headers_mut().append(
             header::SET_COOKIE,
@@ -362,56 +393,42 @@ impl Ui {
             .ok_or_else(|| "the identity provider sent no access token".to_owned())
     }
 
-    /// Runs `f` on the request's session, if it has a live one.
-    fn with_session<T>(
-        &self,
-        req: &Request<Incoming>,
-        f: impl FnOnce(&str, &Session) -> T,
-    ) -> Option<T> {
-        let id = cookies(req)
-            .find(|(k, _)| *k == SESSION_COOKIE)?
-            .1
-            .to_owned();
-        let mut sessions = self.sessions.lock().expect("the session lock");
-        if sessions
-            .get(&id)
-            .is_some_and(|s| SystemTime::now() >= s.credentials.expiration)
-        {
-            sessions.remove(&id);
-        }
-        sessions.get(&id).map(|s| f(&id, s))
+    /// The request's session, if it has a live one.
+    fn session(&self, req: &Request<Incoming>) -> Option<Session> {
+        let now = SystemTime::now();
+        cookies(req)
+            .filter(|(k, _)| *k == SESSION_COOKIE)
+            .find_map(|(_, v)| self.open_session(v, now))
     }
 
     /// Who is signed in, their buckets, the CSRF token and when the session ends.
     fn me(&self, req: &Request<Incoming>) -> Response<s3s::Body> {
-        self.with_session(req, |_, s| {
-            let buckets: Vec<String> = namespace::aliases(&s.principal)
-                .into_iter()
-                .map(|(name, _)| name)
-                .collect();
-            json_response(
-                StatusCode::OK,
-                &json!({
-                    "user": s.principal.display_name(),
-                    "buckets": buckets,
-                    "csrf": s.csrf,
-                    "expires": unix(s.credentials.expiration),
-                    "max_share_secs": MAX_SHARE_SECS,
-                }),
-            )
-        })
-        .unwrap_or_else(signed_out)
+        let Some(s) = self.session(req) else {
+            return signed_out();
+        };
+        let buckets: Vec<String> = namespace::aliases(&s.principal)
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        json_response(
+            StatusCode::OK,
+            &json!({
+                "user": s.principal.display_name(),
+                "buckets": buckets,
+                "csrf": s.csrf,
+                "expires": s.expires,
+                "max_share_secs": MAX_SHARE_SECS,
+            }),
+        )
     }
 
-    /// Ends the session (with its CSRF token).
+    /// Ends the session (with its CSRF token) by clearing its cookie in this browser.
     fn logout(&self, req: &Request<Incoming>) -> Response<s3s::Body> {
         let (_, secure) = self.base(req);
-        let id = self.with_session(req, |id, s| csrf_ok(req, s).then(|| id.to_owned()));
-        match id {
+        match self.session(req) {
             None => signed_out(),
-            Some(None) => bad_csrf(),
-            Some(Some(id)) => {
-                self.sessions.lock().expect("the session lock").remove(&id);
+            Some(s) if !csrf_ok(req, &s) => bad_csrf(),
+            Some(_) => {
                 let mut response = json_response(StatusCode::OK, &json!({}));
                 response.headers_mut().insert(
                     header::SET_COOKIE,
@@ -428,12 +445,10 @@ impl Ui {
         let Some(host) = host(&req).map(str::to_owned) else {
             return error(StatusCode::BAD_REQUEST, "bad_request", "No Host header.");
         };
-        let session =
-            self.with_session(&req, |_, s| csrf_ok(&req, s).then(|| s.credentials.clone()));
-        let credentials = match session {
+        let session = match self.session(&req) {
             None => return signed_out(),
-            Some(None) => return bad_csrf(),
-            Some(Some(s)) => s,
+            Some(s) if !csrf_ok(&req, &s) => return bad_csrf(),
+            Some(s) => s,
         };
         let body = match http_body_util::Limited::new(req.into_body(), MAX_BODY)
             .collect()
@@ -456,11 +471,7 @@ impl Ui {
             Err(e) => return error(StatusCode::BAD_REQUEST, "bad_request", &e),
         };
         let now = SystemTime::now();
-        let left = credentials
-            .expiration
-            .duration_since(now)
-            .unwrap_or_default()
-            .as_secs();
+        let left = session.expires.saturating_sub(unix(now));
         let expires = request.expires.unwrap_or(PRESIGN_SECS).min(left);
         if request.expires.is_some_and(|e| e > left) {
             return error(
@@ -481,9 +492,9 @@ impl Ui {
         };
         let url = presign_url(
             &Signing {
-                access_key: &credentials.access_key_id,
-                secret_key: &credentials.secret_access_key,
-                token: Some(&credentials.session_token),
+                access_key: &session.access_key_id,
+                secret_key: &session.secret_access_key,
+                token: Some(&session.session_token),
                 region: &self.region,
                 host: &host,
             },
@@ -802,6 +813,140 @@ fn page(status: StatusCode, message: &str) -> Response<s3s::Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shared_identity::{ServerKey, Sessions};
+
+    fn key(byte: u8) -> ServerKey {
+        ServerKey::new(&[byte; 32]).unwrap()
+    }
+
+    /// A replica's file browser sealing with `current` and opening with `older` too.
+    fn replica(current: ServerKey, older: Vec<ServerKey>) -> Ui {
+        Ui::new(
+            Provider::External("https://id.example.com/realms/platform".into()),
+            "drive".into(),
+            "openid profile email".into(),
+            None,
+            "us-east-1".into(),
+            Sealer::new(current, older),
+        )
+    }
+
+    /// A session as a Keycloak sign-in gives one, with its credentials issued by `key`.
+    fn session(key: &ServerKey, now: SystemTime) -> Session {
+        let principal = Principal {
+            issuer: "https://keycloak.platform.example.com/realms/h2o-cloud-platform".into(),
+            subject: "5f8c2e9a-3b1d-4c7e-9a6f-0d2b8e4c1a73".into(),
+            username: Some("jane.doe".into()),
+            email: Some("jane.doe@engineering.example.com".into()),
+            groups: [
+                "engineering",
+                "engineering/data-science",
+                "platform-admins",
+                "project-forecasting",
+                "project-fraud-detection",
+                "project-churn",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+            roles: [
+                "offline_access",
+                "uma_authorization",
+                "default-roles-h2o-cloud-platform",
+                "drive-admin",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+        };
+        let credentials =
+            Sessions::new(key.clone(), vec![]).issue(&principal, None, SESSION_LIFETIME, now);
+        Session::new(principal, credentials)
+    }
+
+    #[test]
+    fn sessions_open_on_every_replica_sharing_the_key() {
+        let now = SystemTime::now();
+        let (one, two) = (replica(key(1), vec![]), replica(key(1), vec![]));
+        let sealed = one.seal_session(&session(&key(1), now));
+        let opened = two
+            .open_session(&sealed, now)
+            .expect("another replica opens it");
+        let expected = session(&key(1), now);
+        assert_eq!(opened.principal, expected.principal);
+        assert_eq!(opened.expires, unix(now) + SESSION_LIFETIME.as_secs());
+        assert!(opened.access_key_id.starts_with("ASIA"));
+        assert_eq!(opened.csrf.len(), 43);
+        let again = one.open_session(&sealed, now).unwrap();
+        assert_eq!(again.session_token, opened.session_token);
+        assert_eq!(again.secret_access_key, opened.secret_access_key);
+        assert!(!sealed.contains(&opened.secret_access_key));
+        // After a rotation the old key still opens it; another key does not.
+        let rotated = replica(key(2), vec![key(1)]);
+        assert!(rotated.open_session(&sealed, now).is_some());
+        assert!(replica(key(2), vec![]).open_session(&sealed, now).is_none());
+        // Nor does it open as a sign-in.
+        assert!(two.open_login(&sealed, now).is_none());
+    }
+
+    #[test]
+    fn ended_or_altered_sessions_are_refused() {
+        let now = SystemTime::now();
+        let ui = replica(key(1), vec![]);
+        let sealed = ui.seal_session(&session(&key(1), now));
+        let end = now + SESSION_LIFETIME;
+        assert!(
+            ui.open_session(&sealed, end - Duration::from_secs(1))
+                .is_some()
+        );
+        assert!(ui.open_session(&sealed, end).is_none());
+        let mut altered = sealed.clone().into_bytes();
+        let i = altered.len() / 2;
+        altered[i] = if altered[i] == b'A' { b'B' } else { b'A' };
+        assert!(
+            ui.open_session(&String::from_utf8(altered).unwrap(), now)
+                .is_none()
+        );
+        assert!(ui.open_session(&sealed[..sealed.len() - 4], now).is_none());
+        assert!(ui.open_session("", now).is_none());
+    }
+
+    #[test]
+    fn sign_ins_round_trip_and_expire() {
+        let now = SystemTime::now();
+        let login = Login {
+            state: random_string(32, ALNUM),
+            verifier: random_string(64, ALNUM),
+            redirect_uri: "https://drive.example.com/_drive/ui/callback".into(),
+            started: unix(now),
+        };
+        let sealed = replica(key(1), vec![]).seal_login(&login);
+        let other = replica(key(1), vec![]);
+        assert_eq!(other.open_login(&sealed, now).as_ref(), Some(&login));
+        assert!(!sealed.contains(&login.verifier));
+        let end = now + LOGIN_LIFETIME;
+        assert!(
+            other
+                .open_login(&sealed, end - Duration::from_secs(1))
+                .is_some()
+        );
+        assert!(other.open_login(&sealed, end).is_none());
+        assert!(replica(key(2), vec![]).open_login(&sealed, now).is_none());
+        assert!(other.open_session(&sealed, now).is_none());
+    }
+
+    #[test]
+    fn session_cookies_stay_well_under_4_kb() {
+        let ui = replica(key(1), vec![]);
+        let sealed = ui.seal_session(&session(&key(1), SystemTime::now()));
+        let set_cookie = cookie(SESSION_COOKIE, &sealed, SESSION_LIFETIME.as_secs(), true);
+        assert!(set_cookie.len() < 3 * 1024, "{} bytes", set_cookie.len());
+        assert!(HeaderValue::from_str(&set_cookie).is_ok());
+        assert!(
+            sealed
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !b"\",;".contains(&b)),
+            "{sealed}"
+        );
+    }
 
     #[test]
     fn presigned_urls_match_aws_example() {
