@@ -41,8 +41,8 @@ for _ in $(seq 1 100); do
 done
 # The App Store reads Drive's generated root keys from data/root-credentials.toml and trusts
 # Drive's development issuer; plain-HTTP localhost needs cookies without `Secure`.
-echo "App Store:  http://127.0.0.1:8080  (API: /api/v1/openapi.json)"
-echo "Drive:      http://127.0.0.1:9000"
+echo "App Store:  http://127.0.0.1:8080  (web UI; API: /api/v1/openapi.json)"
+echo "Drive:      http://127.0.0.1:9000  (S3 and STS; file browser: /_drive/ui/)"
 echo "Instances:  http://<instance-id>.localhost:8080/ (any browser resolves *.localhost)"
 echo "Try it:     $bin/appstore login --browser && $bin/appstore bundle appstore/tests/fixtures/hello"
 echo "            $bin/appstore app import ai.h2o.test.hello.0.0.1.wave && $bin/appstore app run <app id>"
