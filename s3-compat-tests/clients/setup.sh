@@ -83,18 +83,25 @@ fi
 echo "setup: rclone $(rclone version 2>/dev/null | head -n1 | awk '{print $2}'), $("$venv/bin/aws" --version 2>&1)"
 echo "setup: helm $("$venv/bin/helm" version --short 2>&1), kubernetes-validate $("$venv/bin/python" -m pip show kubernetes-validate 2>/dev/null | awk '/^Version:/ {print $2}')"
 
+# npm_pinned DIR PACKAGE VERSION: PACKAGE@VERSION installed into DIR with npm, reinstalled
+# only when DIR's version stamp differs.
+npm_pinned() {
+    local dir="$1" package="$2" version="$3"
+    if [ "$(cat "$dir/.drive-version" 2>/dev/null || true)" != "$version" ]; then
+        if ! command -v npm >/dev/null 2>&1; then
+            apt_install nodejs npm
+        fi
+        echo "setup: installing $package $version"
+        rm -rf "$dir"
+        mkdir -p "$dir"
+        npm install --prefix "$dir" --no-audit --no-fund --loglevel=error "$package@$version" >/dev/null
+        echo "$version" > "$dir/.drive-version"
+    fi
+}
+
 azurite_version="3.37.0"
 azurite="$tools_dir/azurite"
-if [ "$(cat "$azurite/.drive-version" 2>/dev/null || true)" != "$azurite_version" ]; then
-    if ! command -v npm >/dev/null 2>&1; then
-        apt_install nodejs npm
-    fi
-    echo "setup: installing azurite $azurite_version"
-    rm -rf "$azurite"
-    mkdir -p "$azurite"
-    npm install --prefix "$azurite" --no-audit --no-fund --loglevel=error "azurite@$azurite_version" >/dev/null
-    echo "$azurite_version" > "$azurite/.drive-version"
-fi
+npm_pinned "$azurite" azurite "$azurite_version"
 echo "setup: azurite $azurite_version in $azurite"
 
 idp_src="$here/../idp"
@@ -122,16 +129,7 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 playwright_version="1.65.1"
 ui="$tools_dir/ui"
-if [ "$(cat "$ui/.drive-version" 2>/dev/null || true)" != "$playwright_version" ]; then
-    if ! command -v npm >/dev/null 2>&1; then
-        apt_install nodejs npm
-    fi
-    echo "setup: installing playwright-core $playwright_version"
-    rm -rf "$ui"
-    mkdir -p "$ui"
-    npm install --prefix "$ui" --no-audit --no-fund --loglevel=error "playwright-core@$playwright_version" >/dev/null
-    echo "$playwright_version" > "$ui/.drive-version"
-fi
+npm_pinned "$ui" playwright-core "$playwright_version"
 echo "setup: $(chromium --version 2>/dev/null | head -n1), playwright-core $playwright_version in $ui"
 
 # PostgreSQL for the replica tests (s3-compat-tests/src/database.rs): they use

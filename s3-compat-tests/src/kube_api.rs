@@ -1310,6 +1310,12 @@ mod tests {
     const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/apps/deployments";
     const SECRETS: &str = "/api/v1/namespaces/apps/secrets";
 
+    /// POSTs deployment `name` with `replicas`; the status and the answer.
+    async fn create_deployment(api: &KubeApi, name: &str, replicas: i64) -> (u16, Value) {
+        let body = Some(deployment(name, replicas));
+        call(api, "POST", DEPLOYMENTS, "application/json", body).await
+    }
+
     async fn call(
         api: &KubeApi,
         method: &str,
@@ -1377,14 +1383,7 @@ mod tests {
                 .is_ok()
         );
 
-        let (code, conflict) = call(
-            &api,
-            "POST",
-            DEPLOYMENTS,
-            "application/json",
-            Some(deployment("web", 1)),
-        )
-        .await;
+        let (code, conflict) = create_deployment(&api, "web", 1).await;
         assert_eq!(code, 409);
         assert_eq!(
             conflict,
@@ -1631,14 +1630,7 @@ mod tests {
     #[tokio::test]
     async fn the_controller_follows_scale_and_pod_state() {
         let api = KubeApi::start().await;
-        let (code, _) = call(
-            &api,
-            "POST",
-            DEPLOYMENTS,
-            "application/json",
-            Some(deployment("web", 1)),
-        )
-        .await;
+        let (code, _) = create_deployment(&api, "web", 1).await;
         assert_eq!(code, 201);
         let pod = api.pod_name("apps", "web").expect("a pod");
         assert!(pod.len() == 9 && pod.starts_with("web-"), "{pod}");
@@ -1759,14 +1751,7 @@ mod tests {
             200,
             "one-shot"
         );
-        let (code, err) = call(
-            &api,
-            "POST",
-            DEPLOYMENTS,
-            "application/json",
-            Some(deployment("web", 1)),
-        )
-        .await;
+        let (code, err) = create_deployment(&api, "web", 1).await;
         assert_eq!(
             (code, err["message"].as_str()),
             (409, Some("deployments.apps \"web\" already exists"))

@@ -91,7 +91,7 @@ pub fn label_hash(text: &str) -> String {
 
 /// Label selector of every object of instance `id`.
 pub fn selector(id: &str) -> String {
-    format!("{}={},{INSTANCE}={id}", MANAGED_BY.0, MANAGED_BY.1)
+    selector_of(&[(INSTANCE, id)])
 }
 
 /// Label selector of all instances, narrowed by more `key=value` terms.
