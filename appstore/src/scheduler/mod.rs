@@ -334,6 +334,8 @@ impl Scheduler {
         }
         self.forget_route(&id);
         let defaults = &self.config.default_limits;
+        let spec_memory = crate::bundle::manifest::quantity_bytes(&runtime.memory_limit)
+            .unwrap_or(self.config.default_memory_limit);
         let or = |value: &str, default: &str| {
             Some(if value.is_empty() { default } else { value }.to_owned())
                 .filter(|v| !v.is_empty())
@@ -341,13 +343,12 @@ impl Scheduler {
         let spec = InstanceSpec {
             id: id.clone(),
             module: runtime.module.clone(),
-            memory_limit: crate::bundle::manifest::quantity_bytes(&runtime.memory_limit)
-                .unwrap_or(self.config.default_memory_limit),
+            memory_limit: spec_memory,
             env: self.environment(&app, &manifest, &instance, &token),
             image,
             resources: Resources {
                 memory_limit: or(&runtime.memory_limit, "")
-                    .unwrap_or_else(|| self.config.default_memory_limit.to_string()),
+                    .unwrap_or_else(|| spec_memory.to_string()),
                 memory_reservation: or(&runtime.memory_reservation, &defaults.memory_reservation),
                 cpu_limit: or(&runtime.cpu_limit, &defaults.cpu_limit),
                 cpu_reservation: or(&runtime.cpu_reservation, &defaults.cpu_reservation),
@@ -363,13 +364,11 @@ impl Scheduler {
         };
         if let Err(e) = self.timed(self.runtime.start(spec)).await {
             tracing::error!(instance = %id, error = %e, "the runtime could not start an instance");
-            self.clean_up(&id).await;
-            self.forget(&id, &principal.subject).await?;
+            self.abandon(&id, &principal.subject).await?;
             return Err(e);
         }
         if self.records.settle(&instance, limit).await? == Slot::Full {
-            self.clean_up(&id).await;
-            self.forget(&id, &principal.subject).await?;
+            self.abandon(&id, &principal.subject).await?;
             return Err(ScheduleError::Limit { limit, who });
         }
         tracing::info!(instance = %id, app = %app.id, owner = %principal.subject, "instance started");
@@ -482,6 +481,12 @@ impl Scheduler {
                 }
             }
         });
+    }
+
+    /// Gives up an instance whose start failed: what it made and its record.
+    async fn abandon(&self, id: &str, owner: &str) -> Result<(), ScheduleError> {
+        self.clean_up(id).await;
+        self.forget(id, owner).await
     }
 
     async fn forget(&self, id: &str, owner: &str) -> Result<(), ScheduleError> {
