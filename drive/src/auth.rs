@@ -16,6 +16,7 @@ use s3s::path::S3Path;
 use s3s::{S3Result, s3_error};
 use shared_identity::{Principal, SessionError, Sessions};
 
+use crate::alias_copy::{self, Verified};
 use crate::credentials::RootCredentials;
 use crate::keys::{ActiveKey, KeyStore};
 use crate::namespace::{self, Provisioner};
@@ -135,7 +136,12 @@ impl Access {
         }
     }
 
-    async fn caller(&self, cx: &S3AccessContext<'_>) -> S3Result<Caller> {
+    /// The verified access key of a request and its session token: from s3s's signature
+    /// check, or for a copy served again ([`alias_copy`]), from the original's.
+    fn signer(cx: &mut S3AccessContext<'_>) -> S3Result<Verified> {
+        if let Some(verified) = cx.extensions_mut().get::<Verified>() {
+            return Ok(verified.clone());
+        }
         let Some(creds) = cx.credentials() else {
             return Err(s3_error!(
                 AccessDenied,
@@ -143,31 +149,32 @@ impl Access {
             ));
         };
         let query = cx.uri().query().unwrap_or("");
-        if let Some(expires) = query_param(query, "X-Amz-Expires")
-            && expires.parse::<u64>().is_ok_and(|s| s > MAX_PRESIGNED_SECS)
-        {
-            return Err(s3_error!(
-                AccessDenied,
-                "X-Amz-Expires must be less than a week (604800 seconds)."
-            ));
-        }
+        presign_limit(query)?;
         let token = cx
             .headers()
             .get("x-amz-security-token")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
             .or_else(|| query_param(query, "X-Amz-Security-Token"));
-        if self.root.is_access_key(&creds.access_key) {
+        Ok(Verified {
+            access_key: creds.access_key.clone(),
+            token,
+        })
+    }
+
+    async fn caller(&self, cx: &mut S3AccessContext<'_>) -> S3Result<Caller> {
+        let Verified { access_key, token } = Self::signer(cx)?;
+        if self.root.is_access_key(&access_key) {
             if token.is_some() {
                 return Err(invalid_token());
             }
             return Ok(Caller::Root);
         }
-        let principal = if Sessions::is_session_key(&creds.access_key) {
+        let principal = if Sessions::is_session_key(&access_key) {
             let token = token.ok_or_else(invalid_token)?;
             let session = self
                 .sessions
-                .verify(&creds.access_key, &token, SystemTime::now())
+                .verify(&access_key, &token, SystemTime::now())
                 .map_err(|e| match e {
                     SessionError::Expired => {
                         s3_error!(ExpiredToken, "The provided token has expired.")
@@ -183,7 +190,7 @@ impl Access {
                 return Err(invalid_token());
             }
             // Revoked since its signature was checked: refused all the same.
-            lookup(&self.store, &creds.access_key)
+            lookup(&self.store, &access_key)
                 .await?
                 .ok_or_else(unknown_key)?
                 .principal
@@ -222,10 +229,11 @@ impl Access {
     /// Resolves and authorizes the buckets a user's request names.
     async fn authorize(
         &self,
-        cx: &S3AccessContext<'_>,
+        cx: &mut S3AccessContext<'_>,
         principal: &Principal,
         admin: bool,
     ) -> S3Result<BucketMap> {
+        let served_again = cx.extensions_mut().get::<Verified>().is_some();
         let op = cx.s3_op().name();
         let need = namespace::need(op);
         let mut map = BucketMap::default();
@@ -239,7 +247,8 @@ impl Access {
             }
             S3Path::Bucket { bucket } | S3Path::Object { bucket, .. } => bucket,
         };
-        self.grant(&mut map, principal, admin, bucket, need).await?;
+        let target = self.grant(principal, admin, bucket, need).await?;
+        map.0.insert(bucket.to_string(), target);
         if matches!(op, "CopyObject" | "UploadPartCopy")
             && let Some(source) = cx
                 .headers()
@@ -248,20 +257,27 @@ impl Access {
                 .and_then(|v| CopySource::parse(v).ok())
             && let CopySource::Bucket { bucket, .. } = source
         {
-            self.grant(&mut map, principal, admin, &bucket, namespace::Need::Read)
+            let alias = if served_again && &*bucket == alias_copy::STAND_IN {
+                namespace::HOME_ALIAS
+            } else {
+                &bucket
+            };
+            let target = self
+                .grant(principal, admin, alias, namespace::Need::Read)
                 .await?;
+            map.0.insert(bucket.into(), target);
         }
         Ok(map)
     }
 
+    /// The backend bucket `name` stands for, if the caller may do what `need` says in it.
     async fn grant(
         &self,
-        map: &mut BucketMap,
         principal: &Principal,
         admin: bool,
         name: &str,
         need: namespace::Need,
-    ) -> S3Result<()> {
+    ) -> S3Result<BucketName> {
         let target = namespace::resolve(principal, admin, name).ok_or_else(namespace::denied)?;
         if !namespace::allowed(target.relation, need) {
             return Err(namespace::denied());
@@ -269,8 +285,7 @@ impl Access {
         if target.relation != namespace::Relation::Admin {
             self.provisioner.ensure(&target.bucket).await?;
         }
-        map.0.insert(name.to_owned(), target.bucket);
-        Ok(())
+        Ok(target.bucket)
     }
 }
 
@@ -282,9 +297,18 @@ impl S3Access for Access {
             let _ = slot.0.set(op.clone());
         }
         let caller = self.caller(cx).await?;
-        if let Caller::User { principal, admin } = &caller {
-            let map = self.authorize(cx, principal, *admin).await?;
-            cx.extensions_mut().insert(map);
+        match &caller {
+            Caller::User { principal, admin } => {
+                let map = self.authorize(cx, principal, *admin).await?;
+                cx.extensions_mut().insert(map);
+            }
+            Caller::Root if cx.extensions_mut().get::<Verified>().is_some() => {
+                return Err(s3_error!(
+                    NoSuchBucket,
+                    "The root credentials have no home bucket (_my)."
+                ));
+            }
+            Caller::Root => {}
         }
         if let S3Path::Bucket { bucket } = cx.s3_path() {
             if op == "CreateBucket" && namespace::is_reserved(bucket) {
@@ -321,7 +345,21 @@ fn invalid_token() -> s3s::S3Error {
 }
 
 /// The percent-decoded value of `name` in a query string.
-fn query_param(query: &str, name: &str) -> Option<String> {
+/// Refuses presigned requests valid for longer than a week, as AWS does.
+pub(crate) fn presign_limit(query: &str) -> S3Result<()> {
+    match query_param(query, "X-Amz-Expires") {
+        Some(expires) if expires.parse::<u64>().is_ok_and(|s| s > MAX_PRESIGNED_SECS) => {
+            Err(s3_error!(
+                AccessDenied,
+                "X-Amz-Expires must be less than a week (604800 seconds)."
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The decoded value of `name` in a query string.
+pub(crate) fn query_param(query: &str, name: &str) -> Option<String> {
     query.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=')?;
         (k == name).then(|| {

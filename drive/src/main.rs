@@ -1,5 +1,6 @@
 //! `drive`: the S3-compatible front door of the platform.
 
+mod alias_copy;
 mod api;
 mod auth;
 mod client;
@@ -113,6 +114,14 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     );
     let revocations = Arc::new(revocations::Revocations::new(
         keys.pool(),
+        revocations::List::Instances,
+        identity.revocation_cache,
+    ));
+    let ended_sessions = Arc::new(revocations::Revocations::new(
+        keys.pool(),
+        revocations::List::UiSessions {
+            lifetime: ui::SESSION_LIFETIME,
+        },
         identity.revocation_cache,
     ));
     // On by default without an external issuer; `--dev-issuer true` keeps it beside them.
@@ -152,6 +161,7 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
         identity.admin_role.clone(),
     ));
     builder.set_validation(auth::Names);
+    builder.set_route(alias_copy::AliasCopy);
     if let Some(domain) = &config.domain {
         builder.set_host(auth::Hosts::new(domain));
     }
@@ -197,6 +207,7 @@ async fn run(config: Config) -> Result<(), Box<dyn std::error::Error>> {
             identity.public_url.clone(),
             config.region.clone(),
             sealer,
+            ended_sessions,
         ),
         dev_issuer: dev_issuer.clone(),
     });

@@ -1,10 +1,11 @@
-//! The revocation list of app instances: when the App Store terminates an instance, every
+//! Revocation lists. App instances: when the App Store terminates an instance, every
 //! credential minted for it is refused — broker tokens at STS and the session credentials
-//! they became. The list lives in the metadata database, so replicas sharing it agree; each
-//! replica answers from an in-memory copy refreshed when older than the cache age, so a
-//! revocation holds at once on the replica that took it and within that age on the others.
+//! they became. File browser sessions: signing out ends the sealed session cookie. A list
+//! lives in the metadata database, so replicas sharing it agree; each replica answers from
+//! an in-memory copy refreshed when older than the cache age, so a revocation holds at once
+//! on the replica that took it and within that age on the others.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::RwLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -18,9 +19,31 @@ pub enum RevocationError {
     Database(#[from] sqlx::Error),
 }
 
-/// The revoked instances, from the database through a short-lived cache.
+/// Which revocation list: its table, id column and time column.
+#[derive(Debug, Clone, Copy)]
+pub enum List {
+    /// Terminated app instances, revoked for good.
+    Instances,
+    /// Ended file browser sessions, kept until the longest session has expired.
+    UiSessions {
+        /// How long a session can live.
+        lifetime: Duration,
+    },
+}
+
+impl List {
+    fn table(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Self::Instances => ("revoked_instances", "instance_id", "revoked_at"),
+            Self::UiSessions { .. } => ("ended_ui_sessions", "session_id", "ended_at"),
+        }
+    }
+}
+
+/// The revoked ids of one list, from the database through a short-lived cache.
 pub struct Revocations {
     pool: AnyPool,
+    list: List,
     max_age: Duration,
     cache: RwLock<Cache>,
     /// Serializes refreshes, so a stale cache costs one query, not one per request.
@@ -29,78 +52,103 @@ pub struct Revocations {
 
 #[derive(Default)]
 struct Cache {
-    ids: HashSet<String>,
+    /// Revoked ids and when they were revoked (Unix seconds).
+    ids: HashMap<String, i64>,
     loaded: Option<Instant>,
 }
 
 impl Revocations {
-    /// The list in `pool` (migrated), read again when the copy is older than `max_age`.
-    pub fn new(pool: AnyPool, max_age: Duration) -> Self {
+    /// `list` in `pool` (migrated), read again when the copy is older than `max_age`.
+    pub fn new(pool: AnyPool, list: List, max_age: Duration) -> Self {
         Self {
             pool,
+            list,
             max_age,
             cache: RwLock::default(),
             refresh: tokio::sync::Mutex::new(()),
         }
     }
 
-    /// Revokes `instance_id`; revoking it again changes nothing.
-    pub async fn revoke(&self, instance_id: &str) -> Result<(), RevocationError> {
-        sqlx::query(
-            "INSERT INTO revoked_instances (instance_id, revoked_at) VALUES ($1, $2) \
-             ON CONFLICT (instance_id) DO NOTHING",
-        )
-        .bind(instance_id)
-        .bind(unix_now())
+    /// Revokes `id`; revoking it again changes nothing. Adding to an expiring list also
+    /// drops the entries that can no longer matter.
+    pub async fn revoke(&self, id: &str) -> Result<(), RevocationError> {
+        let (table, column, at) = self.list.table();
+        let now = unix_now();
+        if let Some(oldest) = self.oldest_kept() {
+            sqlx::query(&format!("DELETE FROM {table} WHERE {at} < $1"))
+                .bind(oldest)
+                .execute(&self.pool)
+                .await?;
+        }
+        sqlx::query(&format!(
+            "INSERT INTO {table} ({column}, {at}) VALUES ($1, $2) \
+             ON CONFLICT ({column}) DO NOTHING"
+        ))
+        .bind(id)
+        .bind(now)
         .execute(&self.pool)
         .await?;
-        self.write().ids.insert(instance_id.to_owned());
+        self.write().ids.insert(id.to_owned(), now);
         Ok(())
     }
 
-    /// Whether `instance_id` is revoked. An error means the answer is unknown: callers
+    /// Whether `id` is revoked. An error means the answer is unknown: callers
     /// refuse (fail closed).
-    pub async fn is_revoked(&self, instance_id: &str) -> Result<bool, RevocationError> {
-        if let Some(answer) = self.fresh(instance_id) {
+    pub async fn is_revoked(&self, id: &str) -> Result<bool, RevocationError> {
+        if let Some(answer) = self.fresh(id) {
             return Ok(answer);
         }
         let _refreshing = self.refresh.lock().await;
         // Whoever waited finds the copy another request just refreshed.
-        if let Some(answer) = self.fresh(instance_id) {
+        if let Some(answer) = self.fresh(id) {
             return Ok(answer);
         }
         match self.load().await {
             Ok(ids) => {
                 let mut cache = self.write();
                 // Revocations are never undone: the union keeps one this replica took
-                // while the query ran.
+                // while the query ran; an expiring list forgets what has expired.
                 cache.ids.extend(ids);
+                if let Some(oldest) = self.oldest_kept() {
+                    cache.ids.retain(|_, at| *at >= oldest);
+                }
                 cache.loaded = Some(Instant::now());
-                Ok(cache.ids.contains(instance_id))
+                Ok(cache.ids.contains_key(id))
             }
             // A stale copy still knows what was revoked for good.
-            Err(_) if self.read().ids.contains(instance_id) => Ok(true),
+            Err(_) if self.read().ids.contains_key(id) => Ok(true),
             Err(e) => Err(e),
         }
     }
 
     /// The cached answer, if the copy is recent enough.
-    fn fresh(&self, instance_id: &str) -> Option<bool> {
+    fn fresh(&self, id: &str) -> Option<bool> {
         let cache = self.read();
         cache
             .loaded
             .is_some_and(|t| t.elapsed() < self.max_age)
-            .then(|| cache.ids.contains(instance_id))
+            .then(|| cache.ids.contains_key(id))
     }
 
-    async fn load(&self) -> Result<Vec<String>, RevocationError> {
-        let rows = sqlx::query("SELECT instance_id FROM revoked_instances")
+    async fn load(&self) -> Result<Vec<(String, i64)>, RevocationError> {
+        let (table, column, at) = self.list.table();
+        let rows = sqlx::query(&format!("SELECT {column}, {at} FROM {table}"))
             .fetch_all(&self.pool)
             .await?;
         Ok(rows
             .iter()
-            .map(|r| r.try_get("instance_id"))
-            .collect::<Result<_, _>>()?)
+            .map(|r| Ok((r.try_get(column)?, r.try_get(at)?)))
+            .collect::<Result<_, sqlx::Error>>()?)
+    }
+
+    /// For an expiring list, the oldest revocation time that can still matter.
+    fn oldest_kept(&self) -> Option<i64> {
+        match self.list {
+            List::Instances => None,
+            List::UiSessions { lifetime } => Some(
+                unix_now().saturating_sub(i64::try_from(lifetime.as_secs()).unwrap_or(i64::MAX)),
+            ),
+        }
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Cache> {
@@ -144,8 +192,8 @@ mod tests {
     async fn revocations_hold_at_once_here_and_after_the_cache_age_elsewhere() {
         let dir = tempfile::tempdir().unwrap();
         let store = store(dir.path()).await;
-        let here = Revocations::new(store.pool(), Duration::from_millis(200));
-        let there = Revocations::new(store.pool(), Duration::from_millis(200));
+        let here = Revocations::new(store.pool(), List::Instances, Duration::from_millis(200));
+        let there = Revocations::new(store.pool(), List::Instances, Duration::from_millis(200));
         assert!(!here.is_revoked("inst-1").await.unwrap());
         assert!(!there.is_revoked("inst-1").await.unwrap());
         here.revoke("inst-1").await.unwrap();
@@ -157,7 +205,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(250)).await;
         assert!(there.is_revoked("inst-1").await.unwrap());
         // A new list on the same database (a restart) knows the revocation.
-        let restarted = Revocations::new(store.pool(), Duration::from_secs(60));
+        let restarted = Revocations::new(store.pool(), List::Instances, Duration::from_secs(60));
         assert!(restarted.is_revoked("inst-1").await.unwrap());
     }
 
@@ -165,7 +213,7 @@ mod tests {
     async fn an_unreachable_database_fails_closed() {
         let dir = tempfile::tempdir().unwrap();
         let store = store(dir.path()).await;
-        let list = Revocations::new(store.pool(), Duration::ZERO);
+        let list = Revocations::new(store.pool(), List::Instances, Duration::ZERO);
         list.revoke("gone").await.unwrap();
         store.pool().close().await;
         assert!(matches!(
@@ -175,6 +223,28 @@ mod tests {
         // What is known revoked stays revoked.
         assert!(list.is_revoked("gone").await.unwrap());
         assert!(list.revoke("another").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn ended_sessions_are_forgotten_once_they_would_have_expired() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path()).await;
+        let lifetime = Duration::from_secs(1);
+        let list = Revocations::new(store.pool(), List::UiSessions { lifetime }, Duration::ZERO);
+        list.revoke("s-old").await.unwrap();
+        assert!(list.is_revoked("s-old").await.unwrap());
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        list.revoke("s-new").await.unwrap();
+        assert!(list.is_revoked("s-new").await.unwrap());
+        assert!(!list.is_revoked("s-old").await.unwrap());
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ended_ui_sessions")
+            .fetch_one(&store.pool())
+            .await
+            .unwrap();
+        assert_eq!(rows, 1);
+        // The instance list in the same database is another list.
+        let instances = Revocations::new(store.pool(), List::Instances, Duration::ZERO);
+        assert!(!instances.is_revoked("s-new").await.unwrap());
     }
 
     #[test]

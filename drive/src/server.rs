@@ -21,6 +21,7 @@ use prometheus_client::metrics::counter::Counter;
 use s3s::service::S3Service;
 use tokio::net::TcpListener;
 
+use crate::alias_copy::ServeAgain;
 use crate::api::{self, Api};
 use crate::auth::OperationName;
 use crate::dev_idp;
@@ -205,16 +206,10 @@ async fn handle(
                 }
             });
             req.extensions_mut().insert(slot.clone());
-            let response = match state.s3.call(req).await {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::error!(error = ?e, "S3 service failed");
-                    Response::builder()
-                        .status(StatusCode::INTERNAL_SERVER_ERROR)
-                        .body(s3s::Body::empty())
-                        .expect("static response")
-                }
-            };
+            let mut response = call_s3(&state, req).await;
+            if let Some(again) = response.extensions_mut().remove::<ServeAgain>() {
+                response = call_s3(&state, again.request(slot.clone())).await;
+            }
             (
                 slot.0
                     .get()
@@ -266,6 +261,20 @@ async fn handle(
     );
     let counter = state.metrics.bytes_out.clone();
     Ok(response.map(|b| s3s::Body::http_body(Counting { inner: b, counter })))
+}
+
+/// The S3 service's answer to `req`; a failure of the service itself is a bare 500.
+async fn call_s3(state: &State, req: Request<s3s::Body>) -> Response<ResponseBody> {
+    match state.s3.call(req).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = ?e, "S3 service failed");
+            Response::builder()
+                .status(StatusCode::INTERNAL_SERVER_ERROR)
+                .body(s3s::Body::empty())
+                .expect("static response")
+        }
+    }
 }
 
 /// The unsigned routes served beside S3.

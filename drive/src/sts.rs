@@ -292,7 +292,11 @@ mod tests {
         let store = KeyStore::open(&url, Sealer::new(key, vec![]))
             .await
             .unwrap();
-        let revocations = Arc::new(Revocations::new(store.pool(), Duration::from_secs(1)));
+        let revocations = Arc::new(Revocations::new(
+            store.pool(),
+            crate::revocations::List::Instances,
+            Duration::from_secs(1),
+        ));
         let sts = Sts::new(
             Arc::new(verifier),
             Arc::clone(&sessions),

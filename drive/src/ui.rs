@@ -7,9 +7,9 @@
 //! Nothing is kept in the replica: the sign-in in flight (PKCE verifier, redirect URI,
 //! `state`, start) and the session (principal, session credentials, CSRF token, expiry) are
 //! sealed with the server key into their `HttpOnly` cookies, so any replica that shares the
-//! key (or has it among its previous keys) continues them. Signing out clears the cookie,
-//! but a copy of a session cookie stays valid until it expires (at most `SESSION_LIFETIME`,
-//! 12 hours), as the session credentials inside it do: that is how sealed sessions work.
+//! key (or has it among its previous keys) continues them. Signing out clears the cookie
+//! and records the session's id in the ended-sessions list of the metadata database, so a
+//! copy of the cookie is refused too, on every replica within the revocation cache age.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -25,6 +25,7 @@ use shared_identity::{ALNUM, DevIssuer, Principal, Sealer, SessionCredentials, r
 
 use crate::api::{error, json_response};
 use crate::namespace;
+use crate::revocations::Revocations;
 use crate::sts::Sts;
 
 /// The path prefix of the file browser.
@@ -36,7 +37,7 @@ const LOGIN_CONTEXT: &str = "drive-ui-login";
 const SESSION_CONTEXT: &str = "drive-ui-session";
 /// How long a browser session (and its session credentials) lasts, at most (also capped
 /// by `--sts-max-duration-secs`).
-const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+pub const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 /// How long a sign-in may take between the redirect to the issuer and the callback.
 const LOGIN_LIFETIME: Duration = Duration::from_secs(600);
 /// Validity of the URLs the page presigns for itself.
@@ -72,6 +73,8 @@ struct Login {
 /// A signed-in browser, sealed into the session cookie.
 #[derive(Serialize, Deserialize)]
 struct Session {
+    /// Names the session in the ended-sessions list when it signs out.
+    id: String,
     #[serde(rename = "p")]
     principal: Principal,
     #[serde(rename = "ak")]
@@ -90,6 +93,7 @@ struct Session {
 impl Session {
     fn new(principal: Principal, credentials: SessionCredentials) -> Self {
         Self {
+            id: random_string(22, ALNUM),
             principal,
             access_key_id: credentials.access_key_id,
             secret_access_key: credentials.secret_access_key,
@@ -109,12 +113,13 @@ pub struct Ui {
     region: String,
     http: reqwest::Client,
     sealer: Sealer,
+    ended: Arc<Revocations>,
 }
 
 impl Ui {
     /// A file browser signing users in at `provider` as the public client `client_id`
     /// with `scope`, reached at `public_url` (else at the request's host), signing for
-    /// `region`, sealing its cookies with `sealer`.
+    /// `region`, sealing its cookies with `sealer` and refusing the sessions in `ended`.
     pub fn new(
         provider: Provider,
         client_id: String,
@@ -122,6 +127,7 @@ impl Ui {
         public_url: Option<String>,
         region: String,
         sealer: Sealer,
+        ended: Arc<Revocations>,
     ) -> Self {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -136,6 +142,7 @@ impl Ui {
             region,
             http,
             sealer,
+            ended,
         }
     }
 
@@ -179,8 +186,8 @@ impl Ui {
             (Method::GET | Method::HEAD, "/app.css") => asset("text/css; charset=utf-8", APP_CSS),
             (Method::GET, "/login") => self.login(&req).await,
             (Method::GET, "/callback") => self.callback(sts, &req).await,
-            (Method::GET, "/api/me") => self.me(&req),
-            (Method::POST, "/api/logout") => self.logout(&req),
+            (Method::GET, "/api/me") => self.me(&req).await,
+            (Method::POST, "/api/logout") => self.logout(&req).await,
             (Method::POST, "/api/presign") => self.presign(req).await,
             _ => error(StatusCode::NOT_FOUND, "not_found", "No such page."),
         }
@@ -307,9 +314,9 @@ impl Ui {
         };
         let token = match self.exchange(code, &login).await {
             Ok(t) => t,
-            Err(e) => {
+            Err((status, e)) => {
                 tracing::info!(error = %e, "file browser sign-in failed");
-                return page(StatusCode::BAD_GATEWAY, &e);
+                return page(status, &e);
             }
         };
         let (verified, credentials) = match sts.assume(&token, SESSION_LIFETIME).await {
@@ -338,8 +345,17 @@ impl Ui {
         response
     }
 
-    /// Redeems an authorization code for an access token.
-    async fn exchange(&self, code: &str, login: &Login) -> Result<String, String> {
+    /// Redeems an authorization code for an access token. A code the provider refuses
+    /// (used already, expired, forged) is the browser's 400; a provider that does not
+    /// answer properly is a 502.
+    async fn exchange(&self, code: &str, login: &Login) -> Result<String, (StatusCode, String)> {
+        let unreachable = |e: String| (StatusCode::BAD_GATEWAY, e);
+        let refused = |why: String| {
+            (
+                StatusCode::BAD_REQUEST,
+                format!("This sign-in cannot be completed ({why}); please sign in again."),
+            )
+        };
         let form = [
             ("grant_type", "authorization_code"),
             ("code", code),
@@ -354,11 +370,13 @@ impl Ui {
                     .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                     .collect();
                 dev.token(&params, SystemTime::now())
-                    .map_err(|e| format!("the sign-in could not be completed: {e}"))?
+                    .map_err(|e| refused(e.to_string()))?
             }
             Provider::External(_) => {
-                let (_, token) = self.endpoints().await?;
-                let token = token.ok_or("the identity provider has no token endpoint")?;
+                let (_, token) = self.endpoints().await.map_err(unreachable)?;
+                let token = token.ok_or_else(|| {
+                    unreachable("the identity provider has no token endpoint".to_owned())
+                })?;
                 let body = form
                     .iter()
                     .map(|(k, v)| format!("{k}={}", utf8_percent_encode(v, NON_ALPHANUMERIC)))
@@ -371,40 +389,70 @@ impl Ui {
                     .body(body)
                     .send()
                     .await
-                    .map_err(|e| format!("the identity provider did not answer: {e}"))?;
+                    .map_err(|e| {
+                        unreachable(format!("the identity provider did not answer: {e}"))
+                    })?;
                 let status = response.status();
-                let text = response
-                    .text()
-                    .await
-                    .map_err(|e| format!("the identity provider did not answer: {e}"))?;
-                if !status.is_success() {
-                    return Err(format!(
-                        "the identity provider refused the code ({status}): {text}"
-                    ));
+                let text = response.text().await.map_err(|e| {
+                    unreachable(format!("the identity provider did not answer: {e}"))
+                })?;
+                if status.is_client_error() {
+                    let why = serde_json::from_str::<Value>(&text)
+                        .ok()
+                        .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned))
+                        .unwrap_or_else(|| status.to_string());
+                    return Err(refused(why));
                 }
-                serde_json::from_str(&text)
-                    .map_err(|e| format!("the identity provider's answer is not JSON: {e}"))?
+                if !status.is_success() {
+                    return Err(unreachable(format!(
+                        "the identity provider failed ({status}): {text}"
+                    )));
+                }
+                serde_json::from_str(&text).map_err(|e| {
+                    unreachable(format!("the identity provider's answer is not JSON: {e}"))
+                })?
             }
         };
         answer
             .get("access_token")
             .and_then(Value::as_str)
             .map(str::to_owned)
-            .ok_or_else(|| "the identity provider sent no access token".to_owned())
+            .ok_or_else(|| unreachable("the identity provider sent no access token".to_owned()))
     }
 
-    /// The request's session, if it has a live one.
-    fn session(&self, req: &Request<Incoming>) -> Option<Session> {
+    /// The request's session, if it has a live one that has not signed out; when the
+    /// sign-outs cannot be read, the answer to give instead (503).
+    async fn session(
+        &self,
+        req: &Request<Incoming>,
+    ) -> Result<Option<Session>, Response<s3s::Body>> {
         let now = SystemTime::now();
-        cookies(req)
+        let Some(session) = cookies(req)
             .filter(|(k, _)| *k == SESSION_COOKIE)
             .find_map(|(_, v)| self.open_session(v, now))
+        else {
+            return Ok(None);
+        };
+        match self.ended.is_revoked(&session.id).await {
+            Ok(false) => Ok(Some(session)),
+            Ok(true) => Ok(None),
+            Err(e) => {
+                tracing::error!(error = %e, "file browser sign-out lookup failed");
+                Err(error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "Drive could not check your session; try again.",
+                ))
+            }
+        }
     }
 
     /// Who is signed in, their buckets, the CSRF token and when the session ends.
-    fn me(&self, req: &Request<Incoming>) -> Response<s3s::Body> {
-        let Some(s) = self.session(req) else {
-            return signed_out();
+    async fn me(&self, req: &Request<Incoming>) -> Response<s3s::Body> {
+        let s = match self.session(req).await {
+            Ok(Some(s)) => s,
+            Ok(None) => return signed_out(),
+            Err(unavailable) => return unavailable,
         };
         let buckets: Vec<String> = namespace::aliases(&s.principal)
             .into_iter()
@@ -422,22 +470,29 @@ impl Ui {
         )
     }
 
-    /// Ends the session (with its CSRF token) by clearing its cookie in this browser.
-    fn logout(&self, req: &Request<Incoming>) -> Response<s3s::Body> {
+    /// Ends the session: its id joins the ended sessions, its cookie is cleared.
+    async fn logout(&self, req: &Request<Incoming>) -> Response<s3s::Body> {
         let (_, secure) = self.base(req);
-        match self.session(req) {
-            None => signed_out(),
-            Some(s) if !csrf_ok(req, &s) => bad_csrf(),
-            Some(_) => {
-                let mut response = json_response(StatusCode::OK, &json!({}));
-                response.headers_mut().insert(
-                    header::SET_COOKIE,
-                    HeaderValue::from_str(&cookie(SESSION_COOKIE, "", 0, secure))
-                        .expect("a cookie"),
-                );
-                response
-            }
+        let s = match self.session(req).await {
+            Ok(Some(s)) if csrf_ok(req, &s) => s,
+            Ok(Some(_)) => return bad_csrf(),
+            Ok(None) => return signed_out(),
+            Err(unavailable) => return unavailable,
+        };
+        if let Err(e) = self.ended.revoke(&s.id).await {
+            tracing::error!(error = %e, "file browser sign-out failed");
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Drive could not sign you out; try again.",
+            );
         }
+        let mut response = json_response(StatusCode::OK, &json!({}));
+        response.headers_mut().insert(
+            header::SET_COOKIE,
+            HeaderValue::from_str(&cookie(SESSION_COOKIE, "", 0, secure)).expect("a cookie"),
+        );
+        response
     }
 
     /// Presigns one S3 request for the page with the session's credentials.
@@ -445,10 +500,11 @@ impl Ui {
         let Some(host) = host(&req).map(str::to_owned) else {
             return error(StatusCode::BAD_REQUEST, "bad_request", "No Host header.");
         };
-        let session = match self.session(&req) {
-            None => return signed_out(),
-            Some(s) if !csrf_ok(&req, &s) => return bad_csrf(),
-            Some(s) => s,
+        let session = match self.session(&req).await {
+            Ok(Some(s)) if csrf_ok(&req, &s) => s,
+            Ok(Some(_)) => return bad_csrf(),
+            Ok(None) => return signed_out(),
+            Err(unavailable) => return unavailable,
         };
         let body = match http_body_util::Limited::new(req.into_body(), MAX_BODY)
             .collect()
@@ -819,8 +875,23 @@ mod tests {
         ServerKey::new(&[byte; 32]).unwrap()
     }
 
-    /// A replica's file browser sealing with `current` and opening with `older` too.
+    /// A replica's file browser sealing with `current` and opening with `older` too (its
+    /// ended-sessions list is never read here).
     fn replica(current: ServerKey, older: Vec<ServerKey>) -> Ui {
+        sqlx::any::install_default_drivers();
+        // No maintenance task: these tests run without a runtime.
+        let pool = sqlx::any::AnyPoolOptions::new()
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_lazy("sqlite::memory:")
+            .unwrap();
+        let ended = Revocations::new(
+            pool,
+            crate::revocations::List::UiSessions {
+                lifetime: SESSION_LIFETIME,
+            },
+            Duration::from_secs(1),
+        );
         Ui::new(
             Provider::External("https://id.example.com/realms/platform".into()),
             "drive".into(),
@@ -828,6 +899,7 @@ mod tests {
             None,
             "us-east-1".into(),
             Sealer::new(current, older),
+            Arc::new(ended),
         )
     }
 

@@ -588,6 +588,18 @@ def test_awscli_assume_role_with_web_identity(
     s3("cp", f"s3://_my/{prefix}/up.bin", down, "--only-show-errors")
     assert down.read_bytes() == data
     assert f"{prefix}/" in s3("ls", "s3://team-a/").stdout
+    # Copies and moves inside the home bucket name `_my` as their source: CopyObject for
+    # the small file, UploadPartCopy for one over the CLI's 8 MiB multipart threshold.
+    big = random_bytes(9 * 1024 * 1024)
+    s3("cp", write(tmp_path / "big.bin", big), f"s3://_my/{prefix}/big.bin", "--only-show-errors")
+    s3("mv", f"s3://_my/{prefix}/up.bin", f"s3://_my/{prefix}/moved.bin", "--only-show-errors")
+    s3("cp", f"s3://_my/{prefix}/big.bin", f"s3://_my/{prefix}/big-copy.bin", "--only-show-errors")
+    s3("cp", f"s3://_my/{prefix}/moved.bin", f"s3://team-a/{prefix}/from-home.bin", "--only-show-errors")
+    for key, want in (("moved.bin", data), ("big-copy.bin", big)):
+        s3("cp", f"s3://_my/{prefix}/{key}", down, "--only-show-errors")
+        assert down.read_bytes() == want, key
+    ls = s3("ls", f"s3://_my/{prefix}/").stdout
+    assert "up.bin" not in ls and "moved.bin" in ls, ls
     s3("ls", "s3://team-b/")  # bob is in team-b too
     p = s3("ls", "s3://team-zzz/", check=False)
     assert p.returncode != 0 and "AccessDenied" in p.stderr, p.stderr

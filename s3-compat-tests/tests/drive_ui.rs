@@ -1,9 +1,12 @@
 //! Drive's file browser (`/_drive/ui/`) in a real headless Chromium (Debian's `chromium`,
 //! driven by npm's `playwright-core`, both from `s3-compat-tests/clients/setup.sh`), signed
 //! in through the test OpenID provider: a folder upload, a 200 MiB multipart upload resumed
-//! after a reload, navigation, preview, rename, share, delete, a second user who sees none
-//! of it, paging through a large listing, a hostile file name shown as text, and screenshots at desktop and phone width. The
-//! browser side is `ui/drive.mjs`; this side checks the big object byte for byte through S3.
+//! after a reload and carried through a network drop, renames in `_my` by server-side copy,
+//! dropped files and folders, keyboard navigation, previews of text, CSV and images, share,
+//! delete, a second user who sees none of it, paging through a large listing, a hostile file
+//! name shown as text, a replayed sign-in and a copied cookie after sign-out refused, and
+//! screenshots at desktop and phone width. The browser side is `ui/drive.mjs`; this side
+//! checks the big object byte for byte through S3.
 
 use std::io::Write;
 use std::path::Path;

@@ -7,6 +7,8 @@
 // keys alice's `default` workspace holds: more than one listing page).
 // Exits 0 when every check passes; prints what it does.
 import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { check, env, launch, login, newPage, problems, shoot, until } from './browser.mjs';
 
 const DRIVE = env('DRIVE_URL');
@@ -22,12 +24,60 @@ const PART = 8 * 1024 * 1024;
 
 const step = (what) => console.log(`drive-ui: ${what}`);
 
+// Signs `user` in; the callback request the browser made (its URL and cookies), to replay.
 async function signIn(page, user) {
+  const callback = page.waitForRequest((r) => r.url().startsWith(`${UI}callback`));
   await page.goto(UI);
   await login(page, user);
   await page.waitForURL((u) => u.href.startsWith(UI));
   await page.locator('#user', { hasText: `Signed in as ${user}` }).waitFor();
   step(`${user} signed in`);
+  const request = await callback;
+  return { url: request.url(), cookie: await request.headerValue('cookie') };
+}
+
+// The status and text of a GET of `url` sent with `cookie`, redirects not followed.
+async function replay(url, cookie) {
+  const response = await fetch(url, { headers: { cookie }, redirect: 'manual' });
+  return { status: response.status, text: await response.text() };
+}
+
+// A folder to drop: a PNG drawn by the page (40 × 30) and a text file one level down.
+async function dropFolder(page) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'drive-ui-'));
+  const folder = path.join(dir, 'dropped-folder');
+  fs.mkdirSync(path.join(folder, 'deep'), { recursive: true });
+  const png = await page.evaluate(() => {
+    const c = document.createElement('canvas');
+    c.width = 40;
+    c.height = 30;
+    const g = c.getContext('2d');
+    g.fillStyle = '#1a73e8';
+    g.fillRect(0, 0, 40, 30);
+    return c.toDataURL('image/png').split(',')[1];
+  });
+  fs.writeFileSync(path.join(folder, 'pic.png'), Buffer.from(png, 'base64'));
+  fs.writeFileSync(path.join(folder, 'deep', 'd.txt'), 'deep\n');
+  return folder;
+}
+
+// Drops the files or folders at `paths` on the page, as the operating system's drag does.
+async function dropPaths(cdp, page, paths) {
+  const box = await page.locator('#drop').boundingBox();
+  const at = { x: box.x + box.width / 2, y: box.y + box.height / 2 };
+  const data = { items: [], files: paths, dragOperationsMask: 1 };
+  for (const type of ['dragEnter', 'dragOver', 'drop']) {
+    await cdp.send('Input.dispatchDragEvent', { type, ...at, data });
+  }
+}
+
+// Presses Tab until the focus is on `locator` (at most `limit` times).
+async function tabTo(page, locator, what, limit = 80) {
+  for (let i = 0; i < limit; i += 1) {
+    await page.keyboard.press('Tab');
+    if (await locator.evaluate((e) => e === document.activeElement)) return;
+  }
+  throw new Error(`check failed: Tab never reached ${what}`);
 }
 
 const row = (page, key) => page.locator(`#rows tr[data-key="${key.replace(/["\\]/g, '\\$&')}"]`);
@@ -48,7 +98,10 @@ async function run() {
   const browser = await launch();
   try {
     const page = await newPage(browser, DRIVE);
-    await signIn(page, 'alice');
+    const callback = await signIn(page, 'alice');
+    // The same callback again, login cookie and all: the provider refuses the used code.
+    const replayed = await replay(callback.url, callback.cookie);
+    check(replayed.status === 400 && replayed.text.includes('sign in again'), `a replayed sign-in answers 400: ${replayed.status} ${replayed.text.slice(0, 300)}`);
     const cookies = await page.context().cookies();
     const session = cookies.find((c) => c.name === 'drive_ui_session');
     check(session && session.httpOnly && session.sameSite === 'Lax', `the session cookie is HttpOnly and SameSite=Lax: ${JSON.stringify(session)}`);
@@ -82,6 +135,7 @@ async function run() {
     let reloaded = false;
     let listParts = 0;
     let done = 0;
+    const okParts = new Map(); // part number → 200 answers
     page.on('request', (r) => {
       const u = new URL(r.url());
       if (r.method() === 'PUT' && u.searchParams.has('partNumber')) {
@@ -91,7 +145,11 @@ async function run() {
     });
     page.on('response', (r) => {
       const u = new URL(r.url());
-      if (r.request().method() === 'PUT' && u.searchParams.has('partNumber') && r.status() === 200) done += 1;
+      if (r.request().method() === 'PUT' && u.searchParams.has('partNumber') && r.status() === 200) {
+        done += 1;
+        const n = u.searchParams.get('partNumber');
+        okParts.set(n, (okParts.get(n) || 0) + 1);
+      }
     });
     await page.setInputFiles('#files', BIG);
     await until(() => done >= 6, 'six parts of the big file');
@@ -102,7 +160,21 @@ async function run() {
     await shoot(page, 'drive-resume');
     step(`reloaded after ${done} of ${total} parts (${before} sent)`);
     await page.setInputFiles('#pending-list li[data-key="big.bin"] input[type=file]', BIG);
+    // The network drops for a while: the upload waits, then goes on by itself.
+    const resumedFrom = done;
+    await until(() => done >= resumedFrom + 3, 'three parts after the reload');
+    await cdp.send('Network.emulateNetworkConditions', { offline: true, latency: 0, downloadThroughput: -1, uploadThroughput: -1 });
+    await until(async () => (await uploadNote(page, 'big.bin')) === 'Waiting for the network…', 'the upload to wait for the network');
+    await page.waitForTimeout(3000);
+    await shoot(page, 'drive-offline');
+    const offlineDone = done;
+    await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: 25 * 1024 * 1024 });
+    step(`the network dropped after ${offlineDone - resumedFrom} parts of the resumed upload, and came back`);
     await until(async () => (await uploadNote(page, 'big.bin').catch(() => '')) === 'Done', 'the big upload to finish', 300_000, 500);
+    check(done > offlineDone, 'parts went up after the network came back');
+    const twice = [...okParts].filter(([, c]) => c > 1).map(([n]) => n);
+    check(twice.length === 0, `no completed part was sent again: parts ${twice} were`);
+    check(okParts.size === total, `every part completed once: ${okParts.size} of ${total}`);
     check(listParts >= 1, 'the resumed upload asked which parts are there (ListParts)');
     check(after < total, `after the reload only the missing parts went up: ${after} of ${total}`);
     check(before + after >= total, `every part went up once at least: ${before} + ${after}`);
@@ -112,6 +184,22 @@ async function run() {
     check(await page.locator('#pending').isHidden(), 'no interrupted upload is left');
     step(`resumed: ${after} part PUTs after the reload, of ${total}`);
     await shoot(page, 'drive');
+
+    // Rename the 200 MiB file in `_my` and back: CopyObject naming `_my` as its source.
+    const copies = [];
+    page.on('request', (r) => {
+      const source = r.headers()['x-amz-copy-source'];
+      if (r.method() === 'PUT' && source) copies.push(source);
+    });
+    for (const [from, to] of [['big.bin', 'big-moved.bin'], ['big-moved.bin', 'big.bin']]) {
+      await row(page, from).getByRole('button', { name: `Rename ${from}` }).click();
+      await page.fill('#rename-to', to);
+      await page.click('#dialog-ok');
+      await row(page, to).waitFor();
+      await until(async () => !(await keys(page)).includes(from), `${from} to leave its name`);
+    }
+    check(copies.join() === '/_my/big.bin,/_my/big-moved.bin', `renamed by server-side copies from _my: ${copies}`);
+    step('renamed the 200 MiB file in _my and back');
 
     // Sort by size: the big file first (folders always lead).
     await page.selectOption('#sort', 'size');
@@ -189,6 +277,33 @@ async function run() {
     await row(page, 'album/dropped.txt').waitFor();
     step('uploaded a dropped file');
 
+    // A whole folder dropped from the file manager, with a subfolder.
+    await dropPaths(cdp, page, [await dropFolder(page)]);
+    await row(page, 'album/dropped-folder/').waitFor();
+    await until(async () => (await page.locator('#upload-list li[data-key^="album/dropped-folder/"] .hint', { hasText: 'Done' }).count()) === 2, 'the dropped folder\'s two files');
+    step('uploaded a dropped folder');
+
+    // Keyboard only: into the folder, preview the image, close the preview.
+    await page.locator('#search').focus();
+    await tabTo(page, row(page, 'album/dropped-folder/').locator('td.name button'), 'the dropped folder');
+    await page.keyboard.press('Enter');
+    await until(async () => (await keys(page)).join() === 'album/dropped-folder/deep/,album/dropped-folder/pic.png', 'the dropped folder\'s listing');
+    const pic = row(page, 'album/dropped-folder/pic.png').locator('td.name button');
+    await page.locator('#search').focus();
+    await tabTo(page, pic, 'the image');
+    await page.keyboard.press('Enter');
+    const img = page.locator('#dialog img.preview');
+    await img.waitFor();
+    const natural = await until(async () => img.evaluate((i) => i.complete && i.naturalWidth && `${i.naturalWidth}x${i.naturalHeight}`), 'the image to load');
+    check(natural === '40x30', `the image preview shows the 40 × 30 picture: ${natural}`);
+    await shoot(page, 'drive-image');
+    await page.keyboard.press('Escape');
+    await until(async () => !(await page.locator('#dialog').evaluate((d) => d.open)), 'Escape to close the preview');
+    check(await pic.evaluate((e) => e === document.activeElement), 'the focus went back to the file');
+    step('navigated and previewed an image with the keyboard');
+    await page.locator('#crumbs button', { hasText: 'album' }).click();
+    await row(page, 'album/dropped-folder/').waitFor();
+
     // Rename.
     await row(page, 'album/a.txt').getByRole('button', { name: 'Rename a.txt' }).click();
     await page.fill('#rename-to', 'album/renamed.txt');
@@ -242,11 +357,16 @@ async function run() {
     await bob.context().close();
     step('bob sees none of alice\'s files');
 
-    // Sign out.
+    // Sign out; a copy of the session cookie is refused afterwards.
+    const copied = (await page.context().cookies()).find((c) => c.name === 'drive_ui_session');
+    const live = await fetch(`${UI}api/me`, { headers: { cookie: `drive_ui_session=${copied.value}` } });
+    check(live.status === 200, `the copied session cookie works while signed in: ${live.status}`);
     await page.click('#signout');
     await page.getByRole('link', { name: 'Sign in' }).waitFor();
     const afterOut = await page.evaluate(async () => (await fetch('api/me')).status);
     check(afterOut === 401, `signed out, api/me answers 401, not ${afterOut}`);
+    const stale = await fetch(`${UI}api/me`, { headers: { cookie: `drive_ui_session=${copied.value}` } });
+    check(stale.status === 401, `the copied session cookie is refused after signing out: ${stale.status}`);
     step('signed out');
   } finally {
     await browser.close();

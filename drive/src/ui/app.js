@@ -7,7 +7,6 @@ const SINGLE_MAX = PART; // larger files go up as multipart uploads
 const PREVIEW_BYTES = 64 * 1024;
 const PAGE = 200; // keys per listing page
 const COPY_MAX = 5 * 1024 * 1024 * 1024; // CopyObject's limit
-const BROWSER_COPY_MAX = 100 * 1024 * 1024; // renames in _my copy through the page
 const RESUME_PREFIX = 'drive-ui-upload:';
 
 const $ = (id) => document.getElementById(id);
@@ -377,15 +376,6 @@ async function rename(item) {
 
 async function copyObject(item, to) {
   if (item.size > COPY_MAX) throw new Error('files over 5 GiB cannot be renamed yet');
-  if (state.bucket === '_my') {
-    // S3 cannot name _my as a copy source: the page copies, for files up to 100 MiB.
-    if (item.size > BROWSER_COPY_MAX) throw new Error('files over 100 MiB in _my cannot be renamed yet');
-    const got = await s3('GET', item.key);
-    if (!got.ok) await s3xml(got);
-    const blob = await got.blob();
-    await s3xml(await s3('PUT', to, {}, { body: blob }));
-    return;
-  }
   const source = `/${state.bucket}/${item.key.split('/').map(encodeURIComponent).join('/')}`;
   await s3xml(await s3('PUT', to, {}, { headers: { 'x-amz-copy-source': source } }, { headers: { 'x-amz-copy-source': source } }));
 }
@@ -482,19 +472,48 @@ function put(url, body, onProgress, track) {
         reject(new Error(doc.querySelector('Message')?.textContent || `Drive answered ${xhr.status}`));
       }
     };
-    xhr.onerror = () => { track.delete(xhr); reject(new Error('the network failed')); };
+    xhr.onerror = () => { track.delete(xhr); reject(Object.assign(new Error('the network failed'), { network: true })); };
     xhr.onabort = () => { track.delete(xhr); reject(new Error('cancelled')); };
     xhr.send(body);
   });
 }
 
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// Whether `e` says the request never got an answer (offline, connection dropped).
+const lostNetwork = (e) => e.network === true || e instanceof TypeError;
+
+// Resolves when the browser is online (at once when it is).
+function online() {
+  if (navigator.onLine) return Promise.resolve();
+  return new Promise((r) => window.addEventListener('online', r, { once: true }));
+}
+
+// `fn`'s result, retried: answers that are errors up to 4 more times, lost connections as
+// long as the browser is offline and up to 20 times in a row while it claims to be online.
 async function retry(fn, upload) {
-  for (let attempt = 0; ; attempt += 1) {
+  let failed = 0;
+  let lost = 0;
+  let waited = false;
+  for (;;) {
     try {
-      return await fn();
+      const result = await fn();
+      if (waited) upload.note.textContent = upload.working;
+      return result;
     } catch (e) {
-      if (upload.cancelled || attempt >= 4) throw e;
-      await new Promise((r) => setTimeout(r, 500 * 2 ** attempt));
+      if (upload.cancelled) throw e;
+      if (lostNetwork(e)) {
+        if (navigator.onLine && lost >= 20) throw e;
+        if (navigator.onLine) lost += 1;
+        upload.note.textContent = 'Waiting for the network…';
+        waited = true;
+        await online();
+        await sleep(Math.min(500 * 2 ** Math.min(lost, 4), 8000));
+      } else {
+        if (failed >= 4) throw e;
+        await sleep(500 * 2 ** failed);
+        failed += 1;
+      }
     }
   }
 }
@@ -541,11 +560,12 @@ async function upload(file, key, bucket = state.bucket) {
   const partsDone = new Map(); // part number → bytes
   const inFlight = new Map();
   const u = {
-    file, key, bucket, finished: false, cancelled: false, xhrs: new Set(),
+    file, key, bucket, note, working: '', finished: false, cancelled: false, xhrs: new Set(),
     sent: () => [...partsDone.values(), ...inFlight.values()].reduce((a, b) => a + b, 0),
   };
   state.uploads.push(u);
   const progress = () => { bar.value = u.sent(); updateOverall(); };
+  const say = (text) => { u.working = text; note.textContent = text; };
   let uploadId = null;
   cancel.addEventListener('click', async () => {
     u.cancelled = true;
@@ -561,7 +581,7 @@ async function upload(file, key, bucket = state.bucket) {
   const sign = async (method, query = {}) => (await api('api/presign', { method, bucket, key, query })).url;
   try {
     if (file.size <= SINGLE_MAX) {
-      note.textContent = 'Uploading…';
+      say('Uploading…');
       await retry(async () => put(await sign('PUT'), file, (n) => { inFlight.set(1, n); progress(); }, u.xhrs), u);
       inFlight.clear();
       partsDone.set(1, file.size);
@@ -571,10 +591,10 @@ async function upload(file, key, bucket = state.bucket) {
       const etags = new Map();
       if (stored && stored.size === file.size && stored.lastModified === file.lastModified && stored.name === file.name) {
         uploadId = stored.uploadId;
-        note.textContent = 'Resuming…';
+        say('Resuming…');
         let marker = '0';
         for (;;) {
-          const response = await fetch(await sign('GET', { uploadId, 'part-number-marker': marker }), { credentials: 'omit' });
+          const response = await retry(async () => fetch(await sign('GET', { uploadId, 'part-number-marker': marker }), { credentials: 'omit' }), u);
           if (response.status === 404) { uploadId = null; break; }
           const doc = await s3xml(response);
           for (const p of doc.getElementsByTagName('Part')) {
@@ -591,7 +611,7 @@ async function upload(file, key, bucket = state.bucket) {
         if (!uploadId) { etags.clear(); partsDone.clear(); }
       }
       if (!uploadId) {
-        const doc = await s3xml(await fetch(await sign('POST', { uploads: '' }), { method: 'POST', credentials: 'omit' }));
+        const doc = await s3xml(await retry(async () => fetch(await sign('POST', { uploads: '' }), { method: 'POST', credentials: 'omit' }), u));
         uploadId = text(doc, 'UploadId');
         localStorage.setItem(resumeKey(bucket, key), JSON.stringify({
           uploadId, bucket, key, size: file.size, lastModified: file.lastModified, name: file.name,
@@ -601,7 +621,7 @@ async function upload(file, key, bucket = state.bucket) {
       progress();
       const missing = [];
       for (let n = 1; n <= count; n += 1) if (!etags.has(n)) missing.push(n);
-      note.textContent = `Uploading ${missing.length} of ${count} parts…`;
+      say(`Uploading ${missing.length} of ${count} parts…`);
       const worker = async () => {
         while (missing.length && !u.cancelled) {
           const n = missing.shift();
@@ -617,10 +637,10 @@ async function upload(file, key, bucket = state.bucket) {
       };
       await Promise.all(Array.from({ length: PARALLEL }, worker));
       if (u.cancelled) throw new Error('cancelled');
-      note.textContent = 'Finishing…';
+      say('Finishing…');
       const xml = `<CompleteMultipartUpload>${[...etags.keys()].sort((a, b) => a - b)
         .map((n) => `<Part><PartNumber>${n}</PartNumber><ETag>${xmlEscape(etags.get(n))}</ETag></Part>`).join('')}</CompleteMultipartUpload>`;
-      await s3xml(await fetch(await sign('POST', { uploadId }), { method: 'POST', body: xml, credentials: 'omit' }));
+      await s3xml(await retry(async () => fetch(await sign('POST', { uploadId }), { method: 'POST', body: xml, credentials: 'omit' }), u));
       localStorage.removeItem(resumeKey(bucket, key));
     }
     u.finished = true;
