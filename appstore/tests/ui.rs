@@ -1,9 +1,11 @@
 //! The App Store's web UI in a real headless Chromium (Debian's `chromium`, driven by npm's
 //! `playwright-core` from `s3-compat-tests/clients/setup.sh`): sign-in through the test
 //! OpenID provider, import by drag-and-drop, tags and search, the app page with its
-//! Markdown, launch, live phases, the instance through the router, logs, suspend, resume,
-//! visibility, terminate, a second user and an admin, hostile names shown as text, and
-//! screenshots at desktop and phone width. The browser side is `tests/ui/appstore.mjs`.
+//! Markdown, its visibility, tags and deletion for those allowed (owner, curator, admin)
+//! and for no one else, launch, live phases, the instance through the router, logs,
+//! suspend, resume, visibility, terminate, a second user, a visitor and an admin, hostile
+//! names shown as text, and screenshots at desktop and phone width. The browser side is
+//! `tests/ui/appstore.mjs`.
 
 mod common;
 
@@ -51,16 +53,17 @@ async fn the_web_ui_imports_launches_and_manages_apps_in_chromium() {
     browser::tools();
     let p = Platform::start(|_| {}).await;
 
-    // A tag, and an app with a hostile title in two versions, imported through the API.
-    let (s, body) = p
-        .call(
-            Method::POST,
-            "/api/v1/tags",
-            Some("dave"),
-            Some(json!({"name": "demo", "title": "Demo"})),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{body}");
+    // Tags: one anyone with full access may assign, one only curators (with a hostile
+    // title); and an app with a hostile title in two versions, imported through the API.
+    for tag in [
+        json!({"name": "demo", "title": "Demo"}),
+        json!({"name": "reviewed", "title": HOSTILE, "adminRoles": ["curator"]}),
+    ] {
+        let (s, body) = p
+            .call(Method::POST, "/api/v1/tags", Some("dave"), Some(tag))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{body}");
+    }
     for version in ["1.0.0", "1.2.0"] {
         p.import("alice", showcase(version), "ALL_USERS").await;
     }

@@ -3,7 +3,8 @@
 //
 // Env: APPSTORE_URL, UI_TOOLS (where setup.sh installed playwright-core), BUNDLE (a good
 // bundle file), BAD_BUNDLE (one whose App.Version is wrong), HOSTILE (the title of an app
-// already imported, which must show as text), ARTIFACTS (screenshot directory),
+// already imported and of the curators' tag `reviewed`, which must show as text), ARTIFACTS
+// (screenshot directory),
 // START_TIMEOUT_MS (how long an instance may take to start).
 // Exits 0 when every check passes; prints what it does.
 import fs from 'node:fs';
@@ -47,6 +48,19 @@ async function drop(page, file) {
 }
 
 const cardTitles = (page) => page.$$eval('#apps .card-title', (els) => els.map((e) => e.textContent));
+
+// What the API says of app `id`, asked with `page`'s session.
+const appOf = (page, id) => page.evaluate(async (i) => (await fetch(`/api/v1/apps/${i}`)).json(), id);
+
+// Controls only an app's owner or an admin gets.
+const OWNER_CONTROLS = '#app-visibility, #delete-app';
+
+// Opens the app page at `url` and waits until it has loaded all it shows.
+async function openApp(page, url) {
+  await page.goto(url);
+  await page.locator('#versions + table tbody tr').first().waitFor();
+  await page.waitForLoadState('networkidle');
+}
 
 // The phase the instance's card shows.
 const phaseOf = (page, id) => page.getAttribute(`li[data-instance="${id}"]`, 'data-phase').catch(() => null);
@@ -138,13 +152,32 @@ async function run() {
     await until(() => shots.evaluate((img) => img.complete && img.naturalWidth > 0), 'the screenshot loads');
     check(await page.locator('#versions + table tbody tr').count() === 2, 'two versions listed');
     check((await page.locator('#versions + table').textContent()).includes('1.0.0'), 'the older version');
-    await shoot(page, 'app');
     step('the app page renders');
+
+    // Its owner manages it: delete, the tag anyone may assign but not the curators' one,
+    // and who may see it, which the API and anybody then see.
+    const showcaseUrl = page.url();
+    const showcaseId = decodeURIComponent(showcaseUrl.split('/apps/')[1]);
+    const manage = page.locator('.manage');
+    await manage.waitFor();
+    check(await page.locator('#delete-app').textContent() === 'Delete version 1.2.0', 'the owner may delete');
+    check(await manage.getByRole('button', { name: 'Remove tag demo' }).count() === 1, 'the owner may take demo off');
+    check(await page.locator('#add-tag').isHidden(), 'no tag left that alice may add: reviewed is for curators');
+    await page.selectOption('#app-visibility', 'PUBLIC');
+    await manage.getByText('Visibility changed: Everyone, signed in or not.').waitFor();
+    check((await appOf(page, showcaseId)).visibility === 'PUBLIC', 'the API has the new visibility');
+    const anonymous = await fetch(`${URL_}/api/v1/apps/${showcaseId}`);
+    check(anonymous.ok && (await anonymous.json()).visibility === 'PUBLIC', `anyone sees the app now: ${anonymous.status}`);
+    await until(async () => (await page.textContent('#versions + table tr[aria-current="true"]')).includes('Everyone'), 'the versions table to follow');
+    check((await page.textContent('.details')).includes('Everyone, signed in or not'), 'the details follow');
+    await shoot(page, 'app');
+    step('the owner made the app public');
 
     // Launch the imported app and watch its phases.
     await page.goto(`${URL_}/`);
     await page.locator('.card', { hasText: 'Drive writer' }).locator('a.card-link').click();
     await page.waitForURL(/\/apps\//);
+    const writerUrl = page.url();
     await page.click('#launch');
     await page.waitForURL(/\/instances#/);
     const id = decodeURIComponent(new URL(page.url()).hash.slice(1));
@@ -218,8 +251,43 @@ async function run() {
     await bob.getByText('You may not open this app instance.').waitFor();
     await bob.goto(`${URL_}/instances?all`);
     await bob.getByText('Only administrators see every instance.').waitFor();
+    // On alice's app he may only assign what the API lets any full-access user assign.
+    await openApp(bob, showcaseUrl);
+    await bob.locator('.manage').waitFor();
+    check(await bob.locator(OWNER_CONTROLS).count() === 0, 'bob may not change or delete alice\'s app');
+    check(await bob.locator('#new-tag-name, #add-tag option[value="reviewed"]').count() === 0, 'bob may not create tags nor assign the curators\' one');
     await bob.context().close();
     step('bob sees none of it');
+
+    // A visitor sees the public app, and no control at all.
+    const erin = await newPage(browser, URL_);
+    await signIn(erin, 'erin');
+    await erin.waitForSelector('#apps .card');
+    check(JSON.stringify(await cardTitles(erin)) === JSON.stringify([HOSTILE]), `erin's catalogue: ${await cardTitles(erin)}`);
+    await openApp(erin, showcaseUrl);
+    check(await erin.locator('.manage, #add-tag, #app-visibility, #delete-app').count() === 0, 'no controls for a visitor');
+    await erin.context().close();
+    step('a visitor sees the public app and no controls');
+
+    // A curator adds the curators' tag, its hostile title shown as text; nothing else.
+    const carol = await newPage(browser, URL_);
+    await signIn(carol, 'carol');
+    await openApp(carol, showcaseUrl);
+    const carolManage = carol.locator('.manage');
+    await carolManage.waitFor();
+    check(await carol.locator(`${OWNER_CONTROLS}, #new-tag-name`).count() === 0, 'carol may not change, delete or create');
+    const choice = await carol.textContent('#add-tag option[value="reviewed"]');
+    check(choice === `${HOSTILE} (reviewed)`, `the tag's title as text: ${choice}`);
+    check(await carol.$$eval('img[src="x"]', (e) => e.length) === 0, 'no <img src=x> from the tag title');
+    await carol.selectOption('#add-tag', 'reviewed');
+    await carolManage.getByRole('button', { name: 'Add', exact: true }).click();
+    await carolManage.getByText('Added tag reviewed.').waitFor();
+    await carol.locator('.app-head .tags a', { hasText: 'reviewed' }).waitFor();
+    check((await appOf(carol, showcaseId)).tags.includes('reviewed'), 'the API has the tag');
+    await carol.goto(`${URL_}/`);
+    await carol.locator('button[data-tag="reviewed"]').waitFor();
+    await carol.context().close();
+    step('a curator tagged the app');
 
     // An admin sees every app and instance.
     const dave = await newPage(browser, URL_);
@@ -231,14 +299,68 @@ async function run() {
     await dave.goto(`${URL_}/instances?all`);
     await dave.locator(`li[data-instance="${id}"]`).getByText('owner alice').waitFor();
     await shoot(dave, 'admin-instances');
-    await dave.context().close();
     step('the admin sees every app and instance');
+
+    // An admin may do it all: a hostile tag name is refused in words, a new tag is created
+    // and added, the curators' tag taken off; the catalogue's filter follows.
+    await openApp(dave, showcaseUrl);
+    const daveManage = dave.locator('.manage');
+    await daveManage.waitFor();
+    check(await dave.locator(OWNER_CONTROLS).count() === 2, 'an admin may change and delete any app');
+    await dave.fill('#new-tag-name', HOSTILE);
+    await daveManage.getByRole('button', { name: 'Create and add' }).click();
+    await daveManage.getByText(/^A tag name is 1 to 63 letters, digits/).waitFor();
+    await dave.fill('#new-tag-name', 'featured');
+    await dave.fill('#new-tag-title', 'Featured');
+    await daveManage.getByRole('button', { name: 'Create and add' }).click();
+    await daveManage.getByText('Created tag featured and added it.').waitFor();
+    check(await dave.inputValue('#new-tag-name') === '', 'the form is cleared');
+    await daveManage.getByRole('button', { name: 'Remove tag reviewed' }).click();
+    await daveManage.getByText('Removed tag reviewed.').waitFor();
+    check(await dave.evaluate(() => document.activeElement?.id) === 'add-tag', 'the keyboard stays in the tag editor');
+    const tagsNow = (await appOf(dave, showcaseId)).tags.sort();
+    check(JSON.stringify(tagsNow) === '["demo","featured"]', `the API has the tags: ${tagsNow}`);
+    check(await dave.$$eval('.app-head .tags a', (as) => as.map((a) => a.textContent).join()) === 'demo,featured', 'the head shows them');
+    check(await dave.$$eval('img[src="x"]', (e) => e.length) === 0, 'no <img src=x> in the admin\'s page');
+    await shoot(dave, 'app-manage');
+    await dave.goto(`${URL_}/`);
+    await dave.locator('button[data-tag="featured"]').waitFor();
+    check(await dave.locator('button[data-tag="reviewed"]').count() === 0, 'no filter for a tag no app carries');
+    await dave.click('button[data-tag="featured"]');
+    await until(async () => JSON.stringify(await cardTitles(dave)) === JSON.stringify([HOSTILE]), 'the featured filter');
+    await dave.context().close();
+    step('the admin created, added and removed tags');
+
+    // Deleting an app with an instance is refused, in words, after a confirmation in the
+    // page, all by keyboard.
+    await page.goto(writerUrl);
+    const del = page.locator('#delete-app');
+    await del.focus();
+    await page.keyboard.press('Enter');
+    check(await page.evaluate(() => document.activeElement?.textContent) === 'Yes, delete', 'the confirmation takes the focus');
+    await page.keyboard.press('Enter');
+    await page.getByText('The app has 1 instance(s); terminate them before deleting it.').waitFor();
+    check(await del.isVisible(), 'the delete button is back');
+    check(await page.evaluate(() => document.activeElement?.id) === 'delete-app', 'and has the focus');
+    step('deleting an app with an instance is refused');
+    await page.goto(`${URL_}/instances`);
 
     // Terminate, after a confirmation in the page.
     await card.getByRole('button', { name: 'Terminate' }).click();
     await card.getByRole('button', { name: 'Yes, terminate' }).click();
     await page.getByText('No instances.').waitFor({ timeout: 60_000 });
     step('terminated');
+
+    // Now the app may go; the catalogue after.
+    await page.goto(writerUrl);
+    await page.click('#delete-app');
+    await page.getByRole('button', { name: 'Yes, delete' }).click();
+    await page.waitForURL(`${URL_}/`);
+    await page.waitForSelector('#apps .card');
+    check(!(await cardTitles(page)).includes('Drive writer'), `the app is gone from the catalogue: ${await cardTitles(page)}`);
+    const gone = await page.evaluate(async (u) => (await fetch(u.replace('/apps/', '/api/v1/apps/'))).status, writerUrl);
+    check(gone === 404, `the API has no such app: ${gone}`);
+    step('deleted the app');
 
     // Sign out.
     await page.getByRole('button', { name: 'Sign out' }).click();
