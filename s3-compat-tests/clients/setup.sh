@@ -10,7 +10,7 @@
 #   - Azurite (npm) in ${DRIVE_TOOLS_DIR}/azurite, for the Azure backend suite;
 #   - the test OpenID provider (s3-compat-tests/idp, npm's oidc-provider) in
 #     ${DRIVE_TOOLS_DIR}/idp, for the identity tests;
-#   - Debian's chromium and npm's playwright-core in ${DRIVE_TOOLS_DIR}/ui, for the
+#   - Debian's chromium and npm's playwright-core and axe-core in ${DRIVE_TOOLS_DIR}/ui, for the
 #     web UI tests in a real headless browser (appstore/tests/ui.rs).
 set -euo pipefail
 
@@ -83,25 +83,26 @@ fi
 echo "setup: rclone $(rclone version 2>/dev/null | head -n1 | awk '{print $2}'), $("$venv/bin/aws" --version 2>&1)"
 echo "setup: helm $("$venv/bin/helm" version --short 2>&1), kubernetes-validate $("$venv/bin/python" -m pip show kubernetes-validate 2>/dev/null | awk '/^Version:/ {print $2}')"
 
-# npm_pinned DIR PACKAGE VERSION: PACKAGE@VERSION installed into DIR with npm, reinstalled
-# only when DIR's version stamp differs.
+# npm_pinned DIR PACKAGE@VERSION...: the packages installed into DIR with npm, reinstalled
+# only when DIR's stamp (the list) differs.
 npm_pinned() {
-    local dir="$1" package="$2" version="$3"
-    if [ "$(cat "$dir/.drive-version" 2>/dev/null || true)" != "$version" ]; then
+    local dir="$1"
+    shift
+    if [ "$(cat "$dir/.drive-version" 2>/dev/null || true)" != "$*" ]; then
         if ! command -v npm >/dev/null 2>&1; then
             apt_install nodejs npm
         fi
-        echo "setup: installing $package $version"
+        echo "setup: installing $*"
         rm -rf "$dir"
         mkdir -p "$dir"
-        npm install --prefix "$dir" --no-audit --no-fund --loglevel=error "$package@$version" >/dev/null
-        echo "$version" > "$dir/.drive-version"
+        npm install --prefix "$dir" --no-audit --no-fund --loglevel=error "$@" >/dev/null
+        echo "$*" > "$dir/.drive-version"
     fi
 }
 
 azurite_version="3.37.0"
 azurite="$tools_dir/azurite"
-npm_pinned "$azurite" azurite "$azurite_version"
+npm_pinned "$azurite" "azurite@$azurite_version"
 echo "setup: azurite $azurite_version in $azurite"
 
 idp_src="$here/../idp"
@@ -128,9 +129,10 @@ if ! command -v chromium >/dev/null 2>&1; then
     apt_install chromium
 fi
 playwright_version="1.65.1"
+axe_version="4.11.0"
 ui="$tools_dir/ui"
-npm_pinned "$ui" playwright-core "$playwright_version"
-echo "setup: $(chromium --version 2>/dev/null | head -n1), playwright-core $playwright_version in $ui"
+npm_pinned "$ui" "playwright-core@$playwright_version" "axe-core@$axe_version"
+echo "setup: $(chromium --version 2>/dev/null | head -n1), playwright-core $playwright_version, axe-core $axe_version in $ui"
 
 # PostgreSQL for the replica tests (s3-compat-tests/src/database.rs): they use
 # $DRIVE_TEST_POSTGRES, else postgres@127.0.0.1:$pg_port with trust auth. When nothing

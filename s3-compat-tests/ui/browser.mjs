@@ -1,9 +1,11 @@
 // What the browser tests share (s3-compat-tests/ui/drive.mjs, appstore/tests/ui/appstore.mjs):
 // the environment, Chromium from playwright-core, pages that record dialogs, script errors
-// and CSP violations, checks, polling, screenshots at desktop and phone width, and the test
-// OpenID provider's login form.
+// and CSP violations, checks, polling, screenshots at desktop and phone width, accessibility
+// checks (axe-core: WCAG 2.1 A and AA, contrast included), and the test OpenID provider's
+// login form.
 //
 // Env: UI_TOOLS (where setup.sh installed playwright-core), ARTIFACTS (screenshot directory).
+import fs from 'node:fs';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 
@@ -36,10 +38,12 @@ export async function until(fn, what, timeout = 60_000, every = 250) {
   }
 }
 
+/** Resolves npm packages installed by setup.sh in UI_TOOLS. */
+const tools = () => createRequire(path.join(env('UI_TOOLS'), 'package.json'));
+
 /** Headless Debian Chromium. */
 export async function launch() {
-  const require = createRequire(path.join(env('UI_TOOLS'), 'package.json'));
-  const { chromium } = require('playwright-core');
+  const { chromium } = tools()('playwright-core');
   return chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] });
 }
 
@@ -80,6 +84,26 @@ export async function shoot(page, name) {
   await page.waitForTimeout(200);
   await page.screenshot({ path: path.join(dir, `${name}-phone.png`), fullPage: true });
   await page.setViewportSize(DESKTOP);
+}
+
+/**
+ * Throws unless axe-core finds `page` as it is now free of WCAG 2.1 A and AA violations
+ * (labels, names, roles, contrast, …). axe runs through the DevTools protocol, which the
+ * page's CSP does not govern, so the page itself still allows no foreign script.
+ */
+export async function accessible(page, what) {
+  const source = fs.readFileSync(tools().resolve('axe-core/axe.min.js'), 'utf8');
+  await page.evaluate(source);
+  const { passed, violations } = await page.evaluate(async () => {
+    const tags = ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'];
+    const result = await window.axe.run(document, { runOnly: { type: 'tag', values: tags } });
+    return {
+      passed: result.passes.map((r) => r.id),
+      violations: result.violations.map((v) => `${v.id} (${v.impact}): ${v.help} at ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(', ')}`),
+    };
+  });
+  check(passed.includes('color-contrast') || violations.some((v) => v.startsWith('color-contrast')), `axe checked the contrast of ${what}: ${passed}`);
+  check(violations.length === 0, `${what} is accessible: ${violations.join('; ')}`);
 }
 
 /** Clicks "Sign in" on `page` and signs `user` in at the test provider's login form. */

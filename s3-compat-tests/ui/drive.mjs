@@ -9,7 +9,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { check, env, launch, login, newPage, problems, shoot, until } from './browser.mjs';
+import { accessible, check, env, launch, login, newPage, problems, shoot, until } from './browser.mjs';
 
 const DRIVE = env('DRIVE_URL');
 const UI = `${DRIVE}/_drive/ui/`;
@@ -111,6 +111,7 @@ async function run() {
     const buckets = await page.$$eval('#bucket option', (os) => os.map((o) => o.value));
     check(buckets.join(',') === '_my,default,team-a', `alice's buckets: ${buckets}`);
     await page.getByText('This folder is empty.').waitFor();
+    await accessible(page, 'an empty folder');
 
     // A folder, by the folder picker.
     await page.setInputFiles('#folder', ALBUM);
@@ -167,6 +168,7 @@ async function run() {
     await until(async () => (await uploadNote(page, 'big.bin')) === 'Waiting for the network…', 'the upload to wait for the network');
     await page.waitForTimeout(3000);
     await shoot(page, 'drive-offline');
+    await accessible(page, 'an upload waiting for the network');
     const offlineDone = done;
     await cdp.send('Network.emulateNetworkConditions', { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: 25 * 1024 * 1024 });
     step(`the network dropped after ${offlineDone - resumedFrom} parts of the resumed upload, and came back`);
@@ -184,6 +186,7 @@ async function run() {
     check(await page.locator('#pending').isHidden(), 'no interrupted upload is left');
     step(`resumed: ${after} part PUTs after the reload, of ${total}`);
     await shoot(page, 'drive');
+    await accessible(page, 'the file listing with uploads');
 
     // Rename the 200 MiB file in `_my` and back: CopyObject naming `_my` as its source.
     const copies = [];
@@ -252,6 +255,7 @@ async function run() {
     await row(page, 'album/b.csv').locator('td.name button').click();
     await page.locator('#dialog table.csv td', { hasText: 'x, y' }).waitFor();
     await shoot(page, 'drive-preview');
+    await accessible(page, 'the CSV preview');
     await page.click('#dialog-ok');
     step('previewed a CSV head');
 
@@ -297,6 +301,7 @@ async function run() {
     const natural = await until(async () => img.evaluate((i) => i.complete && i.naturalWidth && `${i.naturalWidth}x${i.naturalHeight}`), 'the image to load');
     check(natural === '40x30', `the image preview shows the 40 × 30 picture: ${natural}`);
     await shoot(page, 'drive-image');
+    await accessible(page, 'the image preview');
     await page.keyboard.press('Escape');
     await until(async () => !(await page.locator('#dialog').evaluate((d) => d.open)), 'Escape to close the preview');
     check(await pic.evaluate((e) => e === document.activeElement), 'the focus went back to the file');
@@ -363,6 +368,7 @@ async function run() {
     check(live.status === 200, `the copied session cookie works while signed in: ${live.status}`);
     await page.click('#signout');
     await page.getByRole('link', { name: 'Sign in' }).waitFor();
+    await accessible(page, 'the signed-out page');
     const afterOut = await page.evaluate(async () => (await fetch('api/me')).status);
     check(afterOut === 401, `signed out, api/me answers 401, not ${afterOut}`);
     const stale = await fetch(`${UI}api/me`, { headers: { cookie: `drive_ui_session=${copied.value}` } });

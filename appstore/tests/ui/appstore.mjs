@@ -9,7 +9,7 @@
 // Exits 0 when every check passes; prints what it does.
 import fs from 'node:fs';
 import path from 'node:path';
-import { check, env, launch, login, newPage, problems, shoot, until } from '../../../s3-compat-tests/ui/browser.mjs';
+import { accessible, check, env, launch, login, newPage, problems, shoot, until } from '../../../s3-compat-tests/ui/browser.mjs';
 
 const URL_ = env('APPSTORE_URL');
 const HOSTILE = env('HOSTILE');
@@ -133,6 +133,7 @@ async function run() {
     await until(async () => (await cardTitles(page)).length === 2, 'all apps after the search');
     step('tags and search filter the catalogue');
     await shoot(page, 'catalogue');
+    await accessible(page, 'the catalogue page');
 
     // The app page: title as text, Markdown rendered safely, screenshots, versions.
     await page.locator('.card', { hasText: HOSTILE }).locator('a.card-link').click();
@@ -171,6 +172,7 @@ async function run() {
     await until(async () => (await page.textContent('#versions + table tr[aria-current="true"]')).includes('Everyone'), 'the versions table to follow');
     check((await page.textContent('.details')).includes('Everyone, signed in or not'), 'the details follow');
     await shoot(page, 'app');
+    await accessible(page, 'the app page');
     step('the owner made the app public');
 
     // Launch the imported app and watch its phases.
@@ -216,6 +218,7 @@ async function run() {
     await until(async () => ((await card.locator('.log').textContent()) || '').includes('boto3 start'), 'the app\'s output in the log', 60_000);
     await card.getByText('Following the log').waitFor();
     await shoot(page, 'instances');
+    await accessible(page, 'the instances page');
     await card.getByRole('button', { name: 'Logs' }).click();
     step('the log follows');
 
@@ -296,9 +299,11 @@ async function run() {
     await dave.waitForURL(`${URL_}/admin`);
     await dave.getByRole('link', { name: 'Drive writer' }).waitFor();
     await shoot(dave, 'admin');
+    await accessible(dave, 'the admin page');
     await dave.goto(`${URL_}/instances?all`);
     await dave.locator(`li[data-instance="${id}"]`).getByText('owner alice').waitFor();
     await shoot(dave, 'admin-instances');
+    await accessible(dave, 'the admin instances page');
     step('the admin sees every app and instance');
 
     // An admin may do it all: a hostile tag name is refused in words, a new tag is created
@@ -323,6 +328,7 @@ async function run() {
     check(await dave.$$eval('.app-head .tags a', (as) => as.map((a) => a.textContent).join()) === 'demo,featured', 'the head shows them');
     check(await dave.$$eval('img[src="x"]', (e) => e.length) === 0, 'no <img src=x> in the admin\'s page');
     await shoot(dave, 'app-manage');
+    await accessible(dave, 'the app manage page');
     await dave.goto(`${URL_}/`);
     await dave.locator('button[data-tag="featured"]').waitFor();
     check(await dave.locator('button[data-tag="reviewed"]').count() === 0, 'no filter for a tag no app carries');
