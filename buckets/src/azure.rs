@@ -3,11 +3,22 @@
 //!
 //! Drive's buckets are prefixes of one container (see [`crate::cloud`]). Small bodies are
 //! verified, then written with one Put Blob; larger ones are staged as blocks of at most
-//! [`BLOCK`] bytes and committed by a block list, which carries Drive's description (S3 ETag,
-//! checksums, user metadata) and the write's condition: the blob appears whole and described
-//! at once. Multipart parts are blocks staged on the object's blob under ids that name the
-//! upload, the part and the attempt (all the same length); a part record per part keeps its
-//! ETag, size and block count, and completion commits the chosen parts' blocks in order.
+//! [`BLOCK`] bytes, [`IN_FLIGHT`] at once while the body is read on (so a write holds at most
+//! `IN_FLIGHT + 1` blocks, whatever its size), and committed by a block list in sequence
+//! order, which carries Drive's description (S3 ETag, checksums, user metadata) and the
+//! write's condition: the blob appears whole and described at once, and a write that fails
+//! before the commit leaves only uncommitted blocks, which Azure discards. Multipart parts are
+//! blocks staged the same way on the object's blob under ids that name the upload, the part
+//! and the attempt (all the same length); a part record per part keeps its ETag, size and
+//! block count, and completion commits the chosen parts' blocks in order.
+//!
+//! Reads are Get Blob requests of [`RANGE`] bytes, each streamed as it arrives, the next one
+//! requested while the current one streams; each carries `If-Match` with the blob's ETag, so
+//! an overwrite during a read fails it instead of mixing versions.
+//!
+//! A replica trusts for [`KNOWN_FOR`] that a bucket it has seen exists, instead of asking for
+//! its record before every operation in it; deleting a bucket forgets it at once in this
+//! replica, and another replica's deletion can go unnoticed for that long.
 
 use std::num::NonZeroU32;
 use std::time::SystemTime;
@@ -15,10 +26,14 @@ use std::time::SystemTime;
 use azure_core::error::ErrorKind;
 use azure_core::prelude::{IfMatchCondition, Metadata, NextMarker, Range};
 use azure_storage::{CloudLocation, StorageCredentials};
+use azure_storage_blobs::blob::operations::GetBlobResponse;
 use azure_storage_blobs::prelude::*;
 use bytes::{Bytes, BytesMut};
+use futures::future::Either;
+use futures::stream::FuturesUnordered;
 use futures::{SinkExt, StreamExt};
 
+use crate::cloud::known::KnownBuckets;
 use crate::cloud::staged::{self, DESCRIPTION, Description, UploadRecord};
 use crate::cloud::{self, Layout, ProviderPage};
 use crate::{
@@ -28,8 +43,14 @@ use crate::{
     multipart_etag, select_parts,
 };
 
-/// Largest block Drive stages (and holds in memory per request).
+/// Largest block Drive stages.
 const BLOCK: usize = 8 * 1024 * 1024;
+/// Blocks a write stages at once; with the one being filled, a write holds at most
+/// `IN_FLIGHT + 1` blocks in memory.
+const IN_FLIGHT: usize = 3;
+/// Bytes per Get Blob request of a read (streamed, never held whole); the next range is
+/// requested while one streams.
+const RANGE: u64 = 32 * 1024 * 1024;
 /// Metadata name of an upload record and of a part record.
 const RECORD: &str = "driverecord";
 
@@ -77,6 +98,7 @@ pub struct AzureBackend {
     container: ContainerClient,
     layout: Layout,
     name: String,
+    known: KnownBuckets,
 }
 
 /// A part as its record keeps it: which blocks hold it.
@@ -118,6 +140,7 @@ impl AzureBackend {
             container,
             layout: Layout::new(&settings.root).refusing_control_characters(),
             name: settings.container,
+            known: KnownBuckets::default(),
         };
         backend.check_ready().await?;
         Ok(backend)
@@ -127,8 +150,12 @@ impl AzureBackend {
         self.container.blob_client(name)
     }
 
+    /// `NoSuchBucket` unless the bucket exists: asks the provider, unless this replica has
+    /// seen the bucket there lately (see [`KnownBuckets`]).
     async fn check_bucket(&self, bucket: &BucketName) -> Result<()> {
-        self.head_bucket(bucket).await.map(|_| ())
+        self.known
+            .check(bucket, async { self.head_bucket(bucket).await.map(drop) })
+            .await
     }
 
     async fn properties(&self, name: &str) -> Result<Blob> {
@@ -177,6 +204,14 @@ impl AzureBackend {
 
     /// Stages a verified body as blocks named by `block_id(sequence)`; returns the number of
     /// blocks and what was verified. Small bodies come back whole instead (no block staged).
+    ///
+    /// Up to [`IN_FLIGHT`] blocks are staged at once while the body is read on into the next;
+    /// once that one is full and all slots are taken, reading waits for a slot, so a write
+    /// holds at most `IN_FLIGHT + 1` blocks (plus one chunk of the body) whatever its size.
+    /// A full block is staged only when more of the body follows it, so the last block waits
+    /// for the seal's verdict. On any failure the in-flight calls are dropped (cancelled) and
+    /// the error returned before anything is committed: staged blocks stay uncommitted, and
+    /// Azure discards them.
     async fn stage(
         &self,
         name: &str,
@@ -187,29 +222,37 @@ impl AzureBackend {
     ) -> Result<(Staged, cloud::Verified)> {
         let (mut stream, outcome) = cloud::sealing(body, info.seal, true);
         let blob = self.blob(name);
+        let mut staging = FuturesUnordered::new();
         let mut buffer = BytesMut::new();
         let mut blocks = 0u32;
-        let mut failure = None;
-        while let Some(chunk) = stream.next().await {
-            let chunk = match chunk {
-                Ok(c) => c,
-                Err(_) => break,
-            };
-            buffer.extend_from_slice(&chunk);
-            while buffer.len() >= BLOCK && (blocks > 0 || buffer.len() > whole_up_to) {
-                let block = buffer.split_to(BLOCK).freeze();
-                if let Err(e) = self.put_block(&blob, block_id(blocks), block).await {
-                    failure = Some(e);
-                    break;
+        loop {
+            let chunk = tokio::select! {
+                Some(staged) = staging.next() => {
+                    staged?;
+                    continue;
                 }
-                blocks += 1;
+                chunk = stream.next() => chunk,
+            };
+            let mut chunk = match chunk {
+                Some(Ok(c)) => c,
+                // The outcome says why the body ended early.
+                Some(Err(_)) | None => break,
+            };
+            while !chunk.is_empty() {
+                if buffer.len() == BLOCK {
+                    // More follows a full block: stage it, once a slot is free.
+                    if staging.len() >= IN_FLIGHT
+                        && let Some(staged) = staging.next().await
+                    {
+                        staged?;
+                    }
+                    let block = std::mem::replace(&mut buffer, BytesMut::with_capacity(BLOCK));
+                    staging.push(self.put_block(&blob, block_id(blocks), block.freeze()));
+                    blocks += 1;
+                }
+                let n = chunk.len().min(BLOCK - buffer.len());
+                buffer.extend_from_slice(&chunk.split_to(n));
             }
-            if failure.is_some() {
-                break;
-            }
-        }
-        if let Some(e) = failure {
-            return Err(e);
         }
         let verified = match outcome.take() {
             Some(Ok(v)) => v,
@@ -220,9 +263,11 @@ impl AzureBackend {
             return Ok((Staged::Whole(buffer.freeze()), verified));
         }
         if !buffer.is_empty() {
-            self.put_block(&blob, block_id(blocks), buffer.freeze())
-                .await?;
+            staging.push(self.put_block(&blob, block_id(blocks), buffer.freeze()));
             blocks += 1;
+        }
+        while let Some(staged) = staging.next().await {
+            staged?;
         }
         Ok((Staged::Blocks(blocks), verified))
     }
@@ -308,6 +353,26 @@ impl AzureBackend {
             .await
     }
 
+    /// Deletes an empty bucket: its uploads, then its record.
+    async fn delete_bucket_now(&self, bucket: &BucketName) -> Result<()> {
+        self.head_bucket(bucket).await?;
+        let (any, _) = self
+            .list_from(self.layout.bucket_prefix(bucket), None, 1)
+            .await?;
+        if !any.is_empty() {
+            return Err(Error::BucketNotEmpty);
+        }
+        let (uploads, _) = self
+            .list_from(self.layout.uploads_prefix(bucket), None, usize::MAX)
+            .await?;
+        for u in uploads {
+            if let Some(id) = u.name.rsplit('/').next() {
+                self.discard_upload(bucket, id).await?;
+            }
+        }
+        self.delete(&self.layout.bucket_record(bucket)).await
+    }
+
     async fn put_record<T: serde::Serialize>(&self, name: &str, record: &T) -> Result<()> {
         let mut metadata = Metadata::new();
         metadata.insert(RECORD, staged::encode_value(record));
@@ -340,6 +405,7 @@ impl Backend for AzureBackend {
     }
 
     async fn create_bucket(&self, bucket: &BucketName) -> Result<()> {
+        let mark = self.known.mark();
         let result = self
             .blob(&self.layout.bucket_record(bucket))
             .put_block_blob(Bytes::new())
@@ -347,7 +413,10 @@ impl Backend for AzureBackend {
             .await
             .map_err(provider);
         match result {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                self.known.seen(bucket, mark);
+                Ok(())
+            }
             Err(Error::PreconditionFailed(_)) => Err(Error::BucketAlreadyExists),
             Err(e) => Err(e),
         }
@@ -365,22 +434,10 @@ impl Backend for AzureBackend {
     }
 
     async fn delete_bucket(&self, bucket: &BucketName) -> Result<()> {
-        self.check_bucket(bucket).await?;
-        let (any, _) = self
-            .list_from(self.layout.bucket_prefix(bucket), None, 1)
-            .await?;
-        if !any.is_empty() {
-            return Err(Error::BucketNotEmpty);
-        }
-        let (uploads, _) = self
-            .list_from(self.layout.uploads_prefix(bucket), None, usize::MAX)
-            .await?;
-        for u in uploads {
-            if let Some(id) = u.name.rsplit('/').next() {
-                self.discard_upload(bucket, id).await?;
-            }
-        }
-        self.delete(&self.layout.bucket_record(bucket)).await
+        self.known.forget(bucket);
+        let deleted = self.delete_bucket_now(bucket).await;
+        self.known.forget(bucket);
+        deleted
     }
 
     async fn list_buckets(&self) -> Result<Vec<BucketInfo>> {
@@ -473,33 +530,16 @@ impl Backend for AzureBackend {
             Some(r) => r.resolve(info.size)?,
             None => (0, info.size),
         };
-        let (mut tx, rx) = futures::channel::mpsc::channel(4);
+        let (tx, rx) = futures::channel::mpsc::channel(4);
         if len > 0 {
-            let mut pages = self
+            let pages = self
                 .blob(&name)
                 .get()
                 .range(Range::new(offset, offset + len))
-                .chunk_size(BLOCK as u64)
+                .chunk_size(RANGE)
                 .if_match(IfMatchCondition::Match(blob.properties.etag.to_string()))
                 .into_stream();
-            tokio::spawn(async move {
-                while let Some(page) = pages.next().await {
-                    let mut data = match page {
-                        Ok(p) => p.data,
-                        Err(e) => {
-                            let _ = tx.send(Err(std::io::Error::other(e))).await;
-                            return;
-                        }
-                    };
-                    while let Some(chunk) = data.next().await {
-                        let chunk = chunk.map_err(std::io::Error::other);
-                        let failed = chunk.is_err();
-                        if tx.send(chunk).await.is_err() || failed {
-                            return;
-                        }
-                    }
-                }
-            });
+            tokio::spawn(read_ranges(pages, tx));
         }
         Ok((info, Box::pin(rx)))
     }
@@ -746,6 +786,58 @@ impl Backend for AzureBackend {
             .collect();
         crate::list::sorted_uploads_page(uploads, query)
     }
+}
+
+/// Sends the ranges of a Get Blob to `tx` in order, each streamed as it arrives, with the
+/// next range requested while the current one streams (its body waits unread at the
+/// connection until its turn). Ends at the first error, after sending it, or when the
+/// receiver is gone.
+async fn read_ranges(
+    mut pages: azure_core::Pageable<GetBlobResponse, azure_core::Error>,
+    mut tx: futures::channel::mpsc::Sender<std::io::Result<Bytes>>,
+) {
+    let mut page = pages.next().await;
+    loop {
+        let data = match page {
+            None => return,
+            Some(Ok(p)) => p.data,
+            Some(Err(e)) => {
+                let _ = tx.send(Err(std::io::Error::other(e))).await;
+                return;
+            }
+        };
+        let forward = std::pin::pin!(forward(data, &mut tx));
+        match futures::future::select(forward, pages.next()).await {
+            Either::Left((sent, ahead)) => {
+                if !sent {
+                    return;
+                }
+                page = ahead.await;
+            }
+            Either::Right((ahead, forward)) => {
+                if !forward.await {
+                    return;
+                }
+                page = ahead;
+            }
+        }
+    }
+}
+
+/// Forwards one response body; whether all of it went (false on an error, after sending it,
+/// or when the receiver is gone).
+async fn forward(
+    mut data: azure_core::ResponseBody,
+    tx: &mut futures::channel::mpsc::Sender<std::io::Result<Bytes>>,
+) -> bool {
+    while let Some(chunk) = data.next().await {
+        let chunk = chunk.map_err(std::io::Error::other);
+        let failed = chunk.is_err();
+        if tx.send(chunk).await.is_err() || failed {
+            return false;
+        }
+    }
+    true
 }
 
 /// The id of block `n` of a part: the same length for every block of every upload.

@@ -1,17 +1,22 @@
 //! The GCS backend: Drive over Google Cloud Storage, through gcloud-storage (JSON API).
 //!
-//! Drive's buckets are prefixes of one GCS bucket (see [`crate::cloud`]). A PUT uploads to a
-//! temporary object, which is then composed into the object's name together with Drive's
-//! description (S3 ETag, checksums, user metadata) and the write's condition, so the object
-//! appears whole, described and conditionally in one step. Multipart parts are objects of
-//! their own under the upload's prefix (their ETag is the MD5 GCS computes), composed in a
-//! tree (at most 32 sources per call) on completion; the upload is a record object. No
-//! multipart state lives in Drive.
+//! Drive's buckets are prefixes of one GCS bucket (see [`crate::cloud`]). A PUT is one
+//! upload straight to the object's name, carrying the content headers, Drive's description
+//! (checksums, user metadata) and the write's condition as `ifGenerationMatch`; the ETag of a
+//! single PUT is the MD5 GCS computes, so the description does not repeat it. Bodies up to
+//! [`BUFFER_MAX`] are verified before they are sent; larger ones stream with their last chunk
+//! held back until verified (a refused or cut upload request stores nothing), and checksums
+//! computed along the way are then written with one metadata patch of that generation.
+//! Multipart parts are objects of their own under the upload's prefix (their ETag is the MD5
+//! GCS computes), composed in a tree (at most 32 sources per call) on completion; the upload
+//! is a record object. No multipart state lives in Drive. Bucket records read in the last
+//! [`BUCKET_TTL`] are not read again.
 
 use std::collections::HashMap;
 use std::time::SystemTime;
 
-use futures::{SinkExt, StreamExt};
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt, TryStreamExt};
 use gcloud_storage::client::{Client, ClientConfig};
 use gcloud_storage::http::Error as GcsError;
 use gcloud_storage::http::buckets::get::GetBucketRequest;
@@ -20,9 +25,11 @@ use gcloud_storage::http::objects::delete::DeleteObjectRequest;
 use gcloud_storage::http::objects::download::Range;
 use gcloud_storage::http::objects::get::GetObjectRequest;
 use gcloud_storage::http::objects::list::ListObjectsRequest;
+use gcloud_storage::http::objects::patch::PatchObjectRequest;
 use gcloud_storage::http::objects::upload::{UploadObjectRequest, UploadType};
 use gcloud_storage::http::objects::{Object, SourceObjects};
 
+use crate::cloud::known::KnownBuckets;
 use crate::cloud::staged::{self, DESCRIPTION, Description, UploadRecord};
 use crate::cloud::{self, Layout, ProviderPage};
 use crate::{
@@ -32,6 +39,9 @@ use crate::{
     select_parts,
 };
 
+/// Bodies of a PUT up to this size are received and verified in full, then sent with their
+/// whole description in one upload; larger ones stream (memory stays bounded).
+const BUFFER_MAX: usize = 1024 * 1024;
 /// Most sources one compose call takes.
 const COMPOSE_MAX: usize = 32;
 /// Metadata name of an upload record.
@@ -56,6 +66,7 @@ pub struct GcsBackend {
     client: Client,
     bucket: String,
     layout: Layout,
+    known: KnownBuckets,
 }
 
 impl GcsBackend {
@@ -85,13 +96,18 @@ impl GcsBackend {
             client: Client::new(config),
             bucket: settings.bucket,
             layout: Layout::new(&settings.root),
+            known: KnownBuckets::default(),
         };
         backend.check_ready().await?;
         Ok(backend)
     }
 
+    /// `NoSuchBucket` unless the bucket exists: reads its record, unless this replica has
+    /// seen the bucket lately (see [`KnownBuckets`]).
     async fn check_bucket(&self, bucket: &BucketName) -> Result<()> {
-        self.head_bucket(bucket).await.map(|_| ())
+        self.known
+            .check(bucket, async { self.head_bucket(bucket).await.map(drop) })
+            .await
     }
 
     fn get_request(&self, name: String) -> GetObjectRequest {
@@ -145,33 +161,30 @@ impl GcsBackend {
             .map_err(provider)
     }
 
-    /// Streams a verified body into a new object under `name`; returns it with what was
-    /// verified. Nothing is left behind when the body is refused or the upload fails.
+    /// Streams a verified body into `object` (its name, content headers and metadata) with
+    /// the request's precondition; returns the stored object with what was verified.
+    /// Nothing is stored when the body is refused or the upload fails: the multipart body's
+    /// closing boundary follows the last chunk, which the seal releases only once it
+    /// accepted the body, and a cut upload request creates nothing at GCS.
     async fn upload(
         &self,
-        name: String,
+        req: &UploadObjectRequest,
+        object: Object,
         body: BodyStream,
         info: BodyInfo,
-        metadata: Option<HashMap<String, String>>,
     ) -> Result<(Object, cloud::Verified)> {
         let (stream, outcome) = cloud::sealing(body, info.seal, info.md5_needed);
-        let req = UploadObjectRequest {
-            bucket: self.bucket.clone(),
-            ..Default::default()
-        };
-        let object = Object {
-            name: name.clone(),
-            metadata,
-            ..Default::default()
-        };
+        let name = object.name.clone();
         let result = self
             .client
-            .upload_streamed_object(&req, stream, &UploadType::Multipart(Box::new(object)))
+            .upload_streamed_object(req, stream, &UploadType::Multipart(Box::new(object)))
             .await;
         match (result, outcome.take()) {
             (Ok(o), Some(Ok(v))) => Ok((o, v)),
-            (Ok(_), outcome) => {
-                self.remove(name).await;
+            (Ok(o), outcome) => {
+                // Not expected (see above); should a provider commit anyway, only what it
+                // committed goes, not a newer write of the name.
+                self.remove_generation(name, o.generation).await;
                 Err(match outcome {
                     Some(Err(e)) => e,
                     _ => Error::Backend("the provider kept a body it did not read in full".into()),
@@ -182,10 +195,67 @@ impl GcsBackend {
         }
     }
 
+    /// Sets on an object just uploaded what its upload could not carry: a description known
+    /// only after the body (checksums), a content type the provider dropped. Only that
+    /// generation is changed: a write of the name since then (GCS answers 412) or a delete
+    /// (404) superseded this one, so there is nothing left to amend.
+    async fn amend(
+        &self,
+        mut object: Object,
+        content_type: Option<String>,
+        description: Option<&Description>,
+    ) -> Result<Object> {
+        let metadata = description.map(|d| HashMap::from([(DESCRIPTION.to_owned(), d.encode())]));
+        let req = PatchObjectRequest {
+            bucket: self.bucket.clone(),
+            object: object.name.clone(),
+            if_generation_match: Some(object.generation),
+            metadata: Some(Object {
+                content_type: content_type.clone(),
+                metadata: metadata.clone(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        match self.client.patch_object(&req).await {
+            Ok(_) => {}
+            // fake-gcs-server answers a patch with its own form of the object, which the
+            // crate cannot read; the status was a success, so the patch was applied.
+            Err(GcsError::HttpClient(e)) if e.is_decode() => {}
+            Err(e) => match provider(e) {
+                Error::PreconditionFailed(_) | Error::NoSuchKey => {}
+                e => return Err(e),
+            },
+        }
+        if content_type.is_some() {
+            object.content_type = content_type;
+        }
+        if metadata.is_some() {
+            object.metadata = metadata;
+        }
+        Ok(object)
+    }
+
     /// Deletes an object, logging (not failing) when it cannot: used for temporary objects.
     async fn remove(&self, name: String) {
         if let Err(e) = self.delete(name.clone()).await {
             tracing::warn!(object = %name, error = %e, "a temporary object could not be deleted");
+        }
+    }
+
+    /// Deletes one generation of an object, logging (not failing) when it cannot.
+    async fn remove_generation(&self, name: String, generation: i64) {
+        let req = DeleteObjectRequest {
+            bucket: self.bucket.clone(),
+            object: name.clone(),
+            if_generation_match: Some(generation),
+            ..Default::default()
+        };
+        match self.client.delete_object(&req).await.map_err(provider) {
+            Ok(()) | Err(Error::NoSuchKey | Error::PreconditionFailed(_)) => {}
+            Err(e) => {
+                tracing::warn!(object = %name, error = %e, "an unverified object could not be deleted");
+            }
         }
     }
 
@@ -278,7 +348,8 @@ impl GcsBackend {
         let Some(condition) = condition else {
             return Ok(None);
         };
-        // Checked here as well as by GCS: fake-gcs-server ignores preconditions on compose.
+        // ETags are Drive's, so Drive compares them; GCS then checks the generation with the
+        // write (fake-gcs-server honours it on uploads, but ignores it on compose).
         let current = self.find(name.to_owned()).await?;
         let etag = current.as_ref().map(|o| describe(o).etag);
         condition.check(etag.as_deref())?;
@@ -431,7 +502,8 @@ impl Backend for GcsBackend {
     }
 
     async fn delete_bucket(&self, bucket: &BucketName) -> Result<()> {
-        self.check_bucket(bucket).await?;
+        self.known.forget(bucket);
+        self.head_bucket(bucket).await?;
         let out = self
             .client
             .list_objects(&ListObjectsRequest {
@@ -450,7 +522,9 @@ impl Backend for GcsBackend {
                 self.discard_upload(bucket, id).await?;
             }
         }
-        self.delete(self.layout.bucket_record(bucket)).await
+        let deleted = self.delete(self.layout.bucket_record(bucket)).await;
+        self.known.forget(bucket);
+        deleted
     }
 
     async fn list_buckets(&self) -> Result<Vec<BucketInfo>> {
@@ -483,31 +557,80 @@ impl Backend for GcsBackend {
             condition,
             body: info,
         } = opts;
-        let temp = format!("{}{}", self.layout.temp_prefix(), crate::ids::new_id());
-        let (uploaded, verified) = self.upload(temp.clone(), body, info, None).await?;
-        let result = async {
-            let description = Description {
-                etag: md5_of(&uploaded)?,
-                checksums: verified.checksums,
-                user_metadata: attrs.user_metadata.clone(),
-                expires: attrs.expires.clone(),
-                cache_control: None,
-                content_disposition: None,
-                parts: None,
-            };
-            let generation = self.generation_for(&name, condition.as_ref()).await?;
-            let object = self
-                .compose(
-                    vec![(temp.clone(), uploaded.generation)],
-                    destination(name, &attrs, &description),
-                    generation,
-                )
+        let if_generation_match = match &condition {
+            None => None,
+            // GCS (and fake-gcs-server) check an upload's precondition atomically with it.
+            Some(WriteCondition::IfNoneExists) => Some(0),
+            Some(c) => self.generation_for(&name, Some(c)).await?,
+        };
+        let req = UploadObjectRequest {
+            bucket: self.bucket.clone(),
+            if_generation_match,
+            ..Default::default()
+        };
+        // No ETag: a single PUT's is the body's MD5, which GCS computes (see `describe`).
+        let mut description = Description {
+            etag: String::new(),
+            checksums: crate::Checksums::new(),
+            user_metadata: attrs.user_metadata.clone(),
+            expires: attrs.expires.clone(),
+            cache_control: None,
+            content_disposition: None,
+            parts: None,
+        };
+        let (head, rest) = read_up_to(body, BUFFER_MAX).await.map_err(Error::Body)?;
+        let head = futures::stream::iter(head.into_iter().map(Ok));
+        let (stored, late) = if let Some(rest) = rest {
+            // A larger body streams; its checksums are known once it has been read.
+            let object = destination(name, &attrs, &description);
+            let (stored, verified) = self
+                .upload(&req, object, Box::pin(head.chain(rest)), info)
                 .await?;
-            Ok(info_of(&object))
+            (stored, verified.checksums)
+        } else {
+            // The whole body is here: verified first, then sent with its whole description.
+            let (stream, outcome) = cloud::sealing(Box::pin(head), info.seal, info.md5_needed);
+            let chunks: std::io::Result<Vec<Bytes>> = stream.try_collect().await;
+            let (chunks, verified) = match (chunks, outcome.take()) {
+                (Ok(chunks), Some(Ok(verified))) => (chunks, verified),
+                (_, Some(Err(e))) => return Err(e),
+                (Err(e), _) => return Err(Error::Body(e)),
+                (Ok(_), None) => {
+                    return Err(Error::Body(std::io::Error::other(
+                        "the body ended before it was verified",
+                    )));
+                }
+            };
+            description.checksums = verified.checksums;
+            let object = destination(name, &attrs, &description);
+            let stored = self
+                .client
+                .upload_object(
+                    &req,
+                    Bytes::from(chunks.concat()),
+                    &UploadType::Multipart(Box::new(object)),
+                )
+                .await
+                .map_err(provider)?;
+            (stored, crate::Checksums::new())
+        };
+        // GCS keeps the content type of the upload's metadata; fake-gcs-server takes it from
+        // the body's part, which the crate sends without one.
+        let dropped_type = attrs
+            .content_type
+            .clone()
+            .filter(|t| stored.content_type.as_ref() != Some(t));
+        if late.is_empty() && dropped_type.is_none() {
+            return Ok(info_of(&stored));
         }
-        .await;
-        self.remove(temp).await;
-        result
+        let description = (!late.is_empty()).then(|| {
+            description.checksums = late;
+            description
+        });
+        let stored = self
+            .amend(stored, dropped_type, description.as_ref())
+            .await?;
+        Ok(info_of(&stored))
     }
 
     async fn get_object(
@@ -659,8 +782,15 @@ impl Backend for GcsBackend {
         info: BodyInfo,
     ) -> Result<PartInfo> {
         self.upload_record(bucket, key, upload_id).await?;
-        let name = self.layout.part_record(upload_id, part);
-        let (uploaded, verified) = self.upload(name, body, info, None).await?;
+        let req = UploadObjectRequest {
+            bucket: self.bucket.clone(),
+            ..Default::default()
+        };
+        let object = Object {
+            name: self.layout.part_record(upload_id, part),
+            ..Default::default()
+        };
+        let (uploaded, verified) = self.upload(&req, object, body, info).await?;
         Ok(PartInfo {
             number: part,
             etag: md5_of(&uploaded)?,
@@ -765,7 +895,28 @@ impl Backend for GcsBackend {
     }
 }
 
-/// The object to compose into: its name, content headers and Drive's description.
+/// Reads `body` until it ends or more than `max` bytes came: the chunks read, and the rest
+/// of the body unless it ended.
+async fn read_up_to(
+    mut body: BodyStream,
+    max: usize,
+) -> std::io::Result<(Vec<Bytes>, Option<BodyStream>)> {
+    let mut chunks = Vec::new();
+    let mut len = 0;
+    while len <= max {
+        match body.next().await {
+            Some(chunk) => {
+                let chunk = chunk?;
+                len += chunk.len();
+                chunks.push(chunk);
+            }
+            None => return Ok((chunks, None)),
+        }
+    }
+    Ok((chunks, Some(body)))
+}
+
+/// The object to write or compose into: its name, content headers and Drive's description.
 fn destination(name: String, attrs: &ObjectAttrs, description: &Description) -> Object {
     Object {
         name,
@@ -782,13 +933,21 @@ fn destination(name: String, attrs: &ObjectAttrs, description: &Description) -> 
     }
 }
 
-/// Drive's description of an object (empty if it has none).
+/// Drive's description of an object (empty if it has none). A description without an ETag
+/// is that of a single PUT uploaded directly, whose ETag is the MD5 GCS computed; objects
+/// made by compose (multipart, copies, conditional writes of old) carry theirs, as GCS
+/// gives composite objects no MD5.
 fn describe(o: &Object) -> Description {
-    o.metadata
+    let mut d: Description = o
+        .metadata
         .as_ref()
         .and_then(|m| m.get(DESCRIPTION))
         .and_then(|v| Description::decode(v))
-        .unwrap_or_default()
+        .unwrap_or_default();
+    if d.etag.is_empty() {
+        d.etag = md5_of(o).unwrap_or_default();
+    }
+    d
 }
 
 /// An upload record kept in an object's metadata.
@@ -879,5 +1038,37 @@ mod tests {
         assert!(matches!(provider(response(503)), Error::Unavailable(_)));
         assert!(matches!(provider(response(429)), Error::SlowDown));
         assert!(matches!(provider(response(403)), Error::Backend(_)));
+    }
+
+    #[test]
+    fn a_description_without_etag_takes_the_md5_of_gcs() {
+        let mut d = Description::default();
+        let mut o = Object {
+            md5_hash: Some("XUFAKrxLKna5cZ2REBfFkg==".into()),
+            metadata: Some(HashMap::from([(DESCRIPTION.to_owned(), d.encode())])),
+            ..Default::default()
+        };
+        assert_eq!(describe(&o).etag, "5d41402abc4b2a76b9719d911017c592");
+        d.etag = "abc-2".into();
+        o.metadata = Some(HashMap::from([(DESCRIPTION.to_owned(), d.encode())]));
+        assert_eq!(
+            describe(&o).etag,
+            "abc-2",
+            "a composed object keeps its own"
+        );
+    }
+
+    #[tokio::test]
+    async fn bodies_are_read_up_to_a_limit() {
+        let body = |n: usize| -> BodyStream {
+            Box::pin(futures::stream::iter(
+                (0..n).map(|_| Ok(Bytes::from_static(b"abcd"))),
+            ))
+        };
+        let (head, rest) = read_up_to(body(2), 8).await.unwrap();
+        assert_eq!((head.len(), rest.is_none()), (2, true), "ended within");
+        let (head, rest) = read_up_to(body(5), 8).await.unwrap();
+        assert_eq!(head.len(), 3);
+        assert_eq!(rest.unwrap().count().await, 2);
     }
 }

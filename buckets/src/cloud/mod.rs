@@ -13,6 +13,7 @@
 //!   modification time is the bucket's creation time). Bucket names never start with `.`, so
 //!   no Drive bucket can collide with `.drive`.
 
+pub(crate) mod known;
 mod sealing;
 #[cfg(any(feature = "azure", feature = "gcs"))]
 pub(crate) mod staged;
