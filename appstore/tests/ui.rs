@@ -91,22 +91,12 @@ async fn the_web_ui_imports_launches_and_manages_apps_in_chromium() {
     println!("{output}");
 
     // Whatever happened, no instance is left running.
-    let (_, list) = p
-        .call(
-            Method::GET,
-            "/api/v1/instances?all=true",
-            Some("dave"),
-            None,
-        )
-        .await;
-    let left: Vec<String> = list["instances"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|i| i["id"].as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
+    let left: Vec<String> = p
+        .all_instances()
+        .await
+        .iter()
+        .filter_map(|i| i["id"].as_str().map(str::to_owned))
+        .collect();
     let mut logs = String::new();
     for id in &left {
         logs.push_str(&p.logs("dave", id).await.1);

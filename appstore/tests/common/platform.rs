@@ -116,6 +116,19 @@ impl Platform {
             .0
     }
 
+    /// Every instance, as the admin (dave) lists them.
+    pub async fn all_instances(&self) -> Vec<Value> {
+        let (_, list) = self
+            .call(
+                Method::GET,
+                "/api/v1/instances?all=true",
+                Some("dave"),
+                None,
+            )
+            .await;
+        list["instances"].as_array().cloned().unwrap_or_default()
+    }
+
     /// Runs `app` as `user` with `body`.
     pub async fn run(&self, user: &str, app: &str, body: Value) -> (StatusCode, Value) {
         self.call(
