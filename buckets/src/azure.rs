@@ -16,9 +16,9 @@
 //! requested while the current one streams; each carries `If-Match` with the blob's ETag, so
 //! an overwrite during a read fails it instead of mixing versions.
 //!
-//! A replica trusts for [`KNOWN_FOR`] that a bucket it has seen exists, instead of asking for
-//! its record before every operation in it; deleting a bucket forgets it at once in this
-//! replica, and another replica's deletion can go unnoticed for that long.
+//! A replica trusts for [`crate::cloud::known::KNOWN_FOR`] that a bucket it has seen exists,
+//! instead of asking for its record before every operation in it; deleting a bucket forgets
+//! it at once in this replica, and another replica's deletion can go unnoticed for that long.
 
 use std::num::NonZeroU32;
 use std::time::SystemTime;

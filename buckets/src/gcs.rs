@@ -10,7 +10,7 @@
 //! Multipart parts are objects of their own under the upload's prefix (their ETag is the MD5
 //! GCS computes), composed in a tree (at most 32 sources per call) on completion; the upload
 //! is a record object. No multipart state lives in Drive. Bucket records read in the last
-//! [`BUCKET_TTL`] are not read again.
+//! [`crate::cloud::known::KNOWN_FOR`] are not read again.
 
 use std::collections::HashMap;
 use std::time::SystemTime;
