@@ -3,7 +3,9 @@
 //! token (grant `refresh_token`, as `h2o_authn` sends it) and get a short-lived EdDSA access
 //! token for the instance's owner, carrying the `instance_id` claim, which Drive's STS trusts
 //! and Drive revokes when the instance is terminated. The user's own tokens never reach an
-//! instance.
+//! instance unless the user signs in to an `EnableOIDC` app: the refresh token waved then
+//! hands the app (`q.auth.refresh_token`) is refreshed here too, at the identity provider with
+//! the Wave client's credentials (see `instances::wave_refresh`).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -29,7 +31,7 @@ pub enum BrokerError {
     /// A required parameter is missing.
     #[error("invalid_request")]
     InvalidRequest,
-    /// The instance token is unknown, or its instance is gone.
+    /// The refresh token is unknown, its instance is gone, or the provider refused it.
     #[error("invalid_grant")]
     InvalidGrant,
     /// Only `refresh_token` is supported.
@@ -42,7 +44,9 @@ impl BrokerError {
     pub fn description(self) -> &'static str {
         match self {
             BrokerError::InvalidRequest => "grant_type and refresh_token are required",
-            BrokerError::InvalidGrant => "the instance token is not valid (terminated instance?)",
+            BrokerError::InvalidGrant => {
+                "the refresh token is not valid (a terminated instance's, or refused by the identity provider)"
+            }
             BrokerError::UnsupportedGrantType => "the broker takes grant_type=refresh_token only",
         }
     }

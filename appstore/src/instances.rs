@@ -19,7 +19,8 @@ use crate::api::{
 };
 use crate::broker::BrokerError;
 use crate::scheduler::runtime::{Phase, RuntimeError};
-use crate::scheduler::{Instance, ScheduleError};
+use crate::scheduler::{Instance, ScheduleError, TOKEN_PREFIX};
+use crate::web::SignInError;
 
 type Shared = std::sync::Arc<AppState>;
 
@@ -325,11 +326,51 @@ async fn broker_token(State(state): State<Shared>, body: Bytes) -> Result<Respon
         Ok(t) => t,
         Err(e) => return Ok(oauth_error(e)),
     };
+    if !token.starts_with(TOKEN_PREFIX) {
+        return Ok(wave_refresh(&state, token).await);
+    }
     let Some(instance) = state.scheduler.by_token(token).await? else {
         return Ok(oauth_error(BrokerError::InvalidGrant));
     };
     let answer = state.broker.issue(&instance, token, SystemTime::now());
     Ok(([(header::CACHE_CONTROL, "no-store")], Json(answer)).into_response())
+}
+
+/// A refresh token that is not an instance token: one the provider issued to waved's client
+/// when the user signed in to an `EnableOIDC` app (`q.auth.refresh_token`). The broker
+/// refreshes it at the provider with the Wave client's credentials — which the app's waved
+/// holds already — and relays the provider's answer, so H2O's clients given the discovery's
+/// issuer and platform client id (`h2o_authn.TokenProvider`) work with it.
+async fn wave_refresh(state: &AppState, refresh_token: &str) -> Response {
+    let Some(wave) = state.scheduler.wave_oidc() else {
+        return oauth_error(BrokerError::InvalidGrant);
+    };
+    match state.sign_in.refresh_for_wave(wave, refresh_token).await {
+        Ok(answer) => (
+            [
+                (header::CACHE_CONTROL, "no-store"),
+                (header::CONTENT_TYPE, "application/json"),
+            ],
+            answer,
+        )
+            .into_response(),
+        Err(SignInError::Refused(why)) => {
+            tracing::info!(%why, "the provider refused a Wave refresh token");
+            oauth_error(BrokerError::InvalidGrant)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "a Wave refresh token could not be refreshed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::CACHE_CONTROL, "no-store")],
+                Json(json!({
+                    "error": "temporarily_unavailable",
+                    "error_description": "the identity provider cannot be reached; try again",
+                })),
+            )
+                .into_response()
+        }
+    }
 }
 
 /// `application/x-www-form-urlencoded` pairs (a form body or a query string).

@@ -6,14 +6,15 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use shared_identity::{IssuerConfig, Principal, Sealer, Timing, Verifier, random_string};
+use shared_identity::{IssuerConfig, Principal, Sealer, Secret, Timing, Verifier, random_string};
 use sqlx::Row;
 use subtle::ConstantTimeEq;
 use tokio::sync::OnceCell;
 
-use crate::config::OidcConfig;
+use crate::config::{OidcConfig, WaveOidc};
 use crate::repository::{Repository, now_ms};
 
 /// Name of the session cookie.
@@ -271,10 +272,25 @@ impl SignIn {
     }
 
     async fn redeem(&self, form: &[(&str, &str)]) -> Result<TokenResponse, SignInError> {
+        let body = self
+            .token_call(form, &self.oidc.client_id, self.oidc.client_secret.as_ref())
+            .await?;
+        serde_json::from_slice(&body)
+            .map_err(|e| SignInError::Provider(format!("token endpoint answer: {e}")))
+    }
+
+    /// Posts `form` to the provider's token endpoint as `client_id` (with `secret`, if any);
+    /// the answer's body when the provider granted the request.
+    async fn token_call(
+        &self,
+        form: &[(&str, &str)],
+        client_id: &str,
+        secret: Option<&Secret>,
+    ) -> Result<Bytes, SignInError> {
         let metadata = self.metadata().await?;
         let mut form: Vec<(&str, &str)> = form.to_vec();
-        form.push(("client_id", &self.oidc.client_id));
-        if let Some(secret) = &self.oidc.client_secret {
+        form.push(("client_id", client_id));
+        if let Some(secret) = secret {
             form.push(("client_secret", secret.expose()));
         }
         let response = self
@@ -289,13 +305,34 @@ impl SignIn {
             .bytes()
             .await
             .map_err(|e| SignInError::Provider(format!("token endpoint: {e}")))?;
+        if status.is_server_error() {
+            return Err(SignInError::Provider(format!("token endpoint: {status}")));
+        }
         if !status.is_success() {
             let error: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
             let code = error["error"].as_str().unwrap_or("unknown error");
             return Err(SignInError::Refused(format!("{status}: {code}")));
         }
-        serde_json::from_slice(&body)
-            .map_err(|e| SignInError::Provider(format!("token endpoint answer: {e}")))
+        Ok(body)
+    }
+
+    /// Refreshes a refresh token the provider issued to waved's client (`wave`), for an app
+    /// that hands its user's `q.auth.refresh_token` to the broker: the provider's token
+    /// response as it sent it.
+    pub async fn refresh_for_wave(
+        &self,
+        wave: &WaveOidc,
+        refresh_token: &str,
+    ) -> Result<Bytes, SignInError> {
+        self.token_call(
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh_token),
+            ],
+            &wave.client_id,
+            Some(&wave.client_secret),
+        )
+        .await
     }
 
     /// The principal of a fresh access token and when to look at the roles again.

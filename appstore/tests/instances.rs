@@ -881,5 +881,30 @@ async fn enable_oidc_apps_sign_users_in_through_waved() {
         .await
         .unwrap_or_else(|seen| panic!("no oidc-drive result: {seen:?}"));
     assert!(frame.contains("ok oidc-drive"), "{frame}");
+    // S10: q.auth.refresh_token, refreshed through the discovery's issuer (the broker) as its
+    // platform client, lists the same home.
+    let count = |what: &str| {
+        frame
+            .split(&format!("ok {what} "))
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .map(str::to_owned)
+    };
+    assert!(frame.contains("ok refreshed-drive"), "{frame}");
+    assert_eq!(count("refreshed-drive"), count("oidc-drive"), "{frame}");
+    // A refresh token the provider never issued is refused in OAuth's words.
+    let refused = reqwest::Client::new()
+        .post(format!("{}/broker/token", p.url))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", "not-a-token"),
+            ("client_id", "appstore-instance"),
+        ])
+        .send()
+        .await
+        .expect("the broker answers");
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    let refused: serde_json::Value = refused.json().await.expect("json");
+    assert_eq!(refused["error"], "invalid_grant", "{refused}");
     p.stop(&[id], "alice").await;
 }

@@ -203,6 +203,11 @@ impl Scheduler {
         &self.endpoints.public_url
     }
 
+    /// The Wave client waved signs users in with, for `EnableOIDC` apps, if configured.
+    pub fn wave_oidc(&self) -> Option<&crate::config::WaveOidc> {
+        self.config.wave_oidc.as_ref()
+    }
+
     /// The domain of DOMAIN-routed instances.
     pub fn apps_domain(&self) -> &str {
         &self.config.apps_domain
