@@ -21,7 +21,8 @@
 //! it at once in this replica, and another replica's deletion can go unnoticed for that long.
 
 use std::num::NonZeroU32;
-use std::time::SystemTime;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use azure_core::error::ErrorKind;
 use azure_core::prelude::{IfMatchCondition, Metadata, NextMarker, Range};
@@ -53,6 +54,9 @@ const IN_FLIGHT: usize = 3;
 const RANGE: u64 = 32 * 1024 * 1024;
 /// Metadata name of an upload record and of a part record.
 const RECORD: &str = "driverecord";
+/// How long a pooled connection to the provider may stay idle: under the 5 s keep-alive of
+/// Node servers (Azurite), so the pool never hands out a connection the server is closing.
+const POOL_IDLE: Duration = Duration::from_secs(4);
 
 /// Sets content headers and Drive's description on a Put Blob or Put Block List.
 macro_rules! with_headers {
@@ -132,9 +136,19 @@ impl AzureBackend {
         // Few, quick retries: a client waits for them, and an outage must surface as one.
         let retry = azure_core::ExponentialRetryOptions::default()
             .max_retries(2u32)
-            .max_total_elapsed(std::time::Duration::from_secs(10));
+            .max_total_elapsed(Duration::from_secs(10));
+        // azure_core's own client keeps no idle connection, so every call would open one.
+        let http = reqwest::Client::builder()
+            .pool_idle_timeout(POOL_IDLE)
+            .pool_max_idle_per_host(64)
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(Duration::from_secs(60))
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| Error::Backend(format!("azure: an HTTP client: {e}")))?;
         let container = ClientBuilder::with_location(location, credentials)
             .retry(azure_core::RetryOptions::exponential(retry))
+            .transport(azure_core::TransportOptions::new(Arc::new(http)))
             .container_client(settings.container.clone());
         let backend = Self {
             container,
