@@ -2,7 +2,9 @@
 # Benchmarks app instances on the local runtime (appstore/benches/instances.rs): cold start
 # (import -> run -> first 200 through the router) of a Wave hello-world with a warm pip cache,
 # with a cold and with a warm virtualenv cache; then the router's overhead for a small page
-# (Wave's index) against the same page straight from waved, in the same run. Drive, the App
+# (Wave's index) against the same page straight from waved, in the same run, from a load
+# generator in its own process, with the processes spread over both CPUs and then with the
+# instance on CPU 1 and the rest on CPU 0 (taskset). Drive, the App
 # Store and the launcher are release builds; the test OpenID provider signs the tokens.
 # The first run fills the pip cache in $DRIVE_TOOLS_DIR/appstore-pip-cache from PyPI.
 # Usage: scripts/bench-instances.sh

@@ -2,7 +2,9 @@
 //! (import → run → first 200 through the router) with a warm pip cache, with and without a
 //! warm virtualenv cache; and the router's overhead: requests per second and latency of a
 //! small page (Wave's index) through the router against the same page straight from waved,
-//! in the same run.
+//! in the same run, from a minimal load generator in a process of its own — with every
+//! process free to use both CPUs ("shared"), and with the instance on one CPU and the App
+//! Store and the load generator on the other ("apart").
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -14,9 +16,10 @@ use std::time::{Duration, Instant};
 use common::{Db, Stack, bundle};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const COLD_STARTS: usize = 3;
-const REQUESTS: usize = 4000;
+const REQUESTS: usize = 20_000;
 const CONCURRENCY: usize = 8;
 
 fn tools_dir() -> PathBuf {
@@ -70,25 +73,34 @@ async fn cold_start(stack: &Stack, version: &str) -> (Duration, String) {
     }
 }
 
-/// `REQUESTS` GETs of `url` from `CONCURRENCY` tasks: requests per second and latencies.
-async fn load(http: &reqwest::Client, url: &str, token: Option<&str>) -> (f64, Vec<Duration>) {
+/// `REQUESTS` GETs of `url` (`http://host:port/path`) from `CONCURRENCY` keep-alive
+/// connections: requests per second and latencies. The client is a minimal HTTP/1.1 one (a
+/// prepared request, the answer read to its Content-Length or last chunk) so that it costs
+/// far less CPU per request than the servers it measures.
+async fn load(url: &str, token: Option<&str>) -> (f64, Vec<Duration>) {
+    let rest = url.strip_prefix("http://").expect("an http URL");
+    let (host, path) = rest.split_once('/').expect("a path");
+    let auth = token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
+    let request: Arc<[u8]> =
+        format!("GET /{path} HTTP/1.1\r\nHost: {host}\r\n{auth}Accept: */*\r\n\r\n")
+            .into_bytes()
+            .into();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..CONCURRENCY {
-        let (http, url, next) = (http.clone(), url.to_owned(), Arc::clone(&next));
-        let token = token.map(str::to_owned);
+        let (host, request, next) = (host.to_owned(), Arc::clone(&request), Arc::clone(&next));
         tasks.push(tokio::spawn(async move {
+            let mut stream = tokio::net::TcpStream::connect(&host)
+                .await
+                .expect("connect");
+            stream.set_nodelay(true).expect("nodelay");
+            let mut buf = Vec::with_capacity(64 * 1024);
             let mut samples = Vec::new();
             while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < REQUESTS {
                 let t = Instant::now();
-                let mut r = http.get(&url);
-                if let Some(token) = &token {
-                    r = r.bearer_auth(token);
-                }
-                let response = r.send().await.expect("an answer");
-                assert_eq!(response.status(), StatusCode::OK);
-                response.bytes().await.expect("a body");
+                stream.write_all(&request).await.expect("send");
+                read_answer(&mut stream, &mut buf).await;
                 samples.push(t.elapsed());
             }
             samples
@@ -103,8 +115,134 @@ async fn load(http: &reqwest::Client, url: &str, token: Option<&str>) -> (f64, V
     (rate, all)
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
+/// Reads one `200` answer from `stream` into `buf`, to the end of its body.
+async fn read_answer(stream: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) {
+    buf.clear();
+    let find = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).position(|w| w == needle);
+    loop {
+        if let Some(end) = find(buf, b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            assert!(head.starts_with("http/1.1 200"), "{head}");
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map(|n| n.trim().parse::<usize>().expect("a length"));
+            let done = |b: &[u8]| match length {
+                Some(n) => b.len() >= end + 4 + n,
+                None => b[end..].ends_with(b"\r\n0\r\n\r\n"),
+            };
+            while !done(buf) {
+                read_more(stream, buf).await;
+            }
+            return;
+        }
+        read_more(stream, buf).await;
+    }
+}
+
+async fn read_more(stream: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) {
+    let n = stream.read_buf(buf).await.expect("receive");
+    assert!(n > 0, "the server closed the connection");
+}
+
+/// The load generator's own process (this binary, run with `LOAD_URL` set): one thread, so
+/// it never shares the App Store's runtime. Prints `rate p50 p99`.
+fn load_process(url: &str) {
+    let token = std::env::var(LOAD_TOKEN).ok();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let (rate, lat) = runtime.block_on(load(url, token.as_deref()));
+    println!(
+        "{rate} {} {}",
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99)
+    );
+}
+
+/// Runs the load generator in its own process, on `cpus` if given (a `taskset` list):
+/// requests per second, p50 and p99 in ms.
+async fn measure(url: &str, token: Option<&str>, cpus: Option<&str>) -> (f64, f64, f64) {
+    let exe = std::env::current_exe().expect("this binary");
+    let mut command = match cpus {
+        Some(cpus) => {
+            let mut c = tokio::process::Command::new("taskset");
+            c.arg("-c").arg(cpus).arg(exe);
+            c
+        }
+        None => tokio::process::Command::new(exe),
+    };
+    command.env(LOAD_URL, url).env_remove(LOAD_TOKEN);
+    if let Some(token) = token {
+        command.env(LOAD_TOKEN, token);
+    }
+    let out = command.output().await.expect("the load generator runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    let figures: Vec<f64> = text
+        .split_whitespace()
+        .map(|f| f.parse().expect("a figure"))
+        .collect();
+    (figures[0], figures[1], figures[2])
+}
+
+/// Puts every thread of every process in process group `group` on `cpus`.
+fn pin_group(group: u32, cpus: &str) {
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid pgrp …; comm may hold spaces, so count after the last ')'.
+        let pgrp = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(2))
+            .and_then(|g| g.parse::<u32>().ok());
+        if pgrp == Some(group) {
+            pin(pid, cpus);
+        }
+    }
+}
+
+/// Puts every thread of process `pid` on `cpus`.
+fn pin(pid: u32, cpus: &str) {
+    let status = std::process::Command::new("taskset")
+        .args(["-a", "-p", "-c", cpus, &pid.to_string()])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("taskset runs");
+    assert!(status.success(), "taskset {pid}");
+}
+
+/// The URL the load generator process fetches.
+const LOAD_URL: &str = "INSTANCES_BENCH_LOAD_URL";
+/// The bearer token it sends, if any.
+const LOAD_TOKEN: &str = "INSTANCES_BENCH_LOAD_TOKEN";
+
+fn main() {
+    if let Ok(url) = std::env::var(LOAD_URL) {
+        return load_process(&url);
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime")
+        .block_on(bench());
+}
+
+async fn bench() {
     let launcher = s3_compat_tests::server::binary()
         .parent()
         .expect("the target dir")
@@ -144,15 +282,12 @@ async fn main() {
     )
     .expect("json");
     let wave_port = state["wave_port"].as_u64().expect("waved's port");
+    let launcher = state["pid"].as_u64().expect("the launcher's pid") as u32;
     let token = stack.token("alice").await;
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .pool_max_idle_per_host(64)
-        .build()
-        .expect("a client");
     let direct = format!("http://127.0.0.1:{wave_port}/instance/{id}/");
     let routed = format!("{}/instance/{id}/", stack.url);
-    let size = http
+    let size = stack
+        .http
         .get(&direct)
         .send()
         .await
@@ -162,20 +297,32 @@ async fn main() {
         .expect("body")
         .len();
     println!(
-        "router overhead: GET of Wave's index ({size} bytes), {REQUESTS} requests, {CONCURRENCY} at once:"
+        "router overhead: GET of Wave's index ({size} bytes), {REQUESTS} requests, {CONCURRENCY} at once, \
+         from a load generator in its own process:"
     );
-    for round in 0..3 {
-        let (direct_rate, direct_lat) = load(&http, &direct, None).await;
-        let (routed_rate, routed_lat) = load(&http, &routed, Some(&token)).await;
-        println!(
-            "  round {round}: direct to waved {direct_rate:>7.0} req/s p50 {:>6.2} ms p99 {:>6.2} ms | through the router {routed_rate:>7.0} req/s p50 {:>6.2} ms p99 {:>6.2} ms | rate ratio {:.3}",
-            percentile(&direct_lat, 0.5),
-            percentile(&direct_lat, 0.99),
-            percentile(&routed_lat, 0.5),
-            percentile(&routed_lat, 0.99),
-            routed_rate / direct_rate
-        );
+    // "shared": every process may run on both CPUs. "apart": the instance on CPU 1, the App
+    // Store and the load generator on CPU 0 — the router does not take the instance's CPU,
+    // as in a deployment where instances and the App Store run in different pods.
+    for layout in ["shared", "apart"] {
+        let cpus = (layout == "apart").then_some("0");
+        let (instance_cpus, ours) = if layout == "apart" {
+            ("1", "0")
+        } else {
+            ("0,1", "0,1")
+        };
+        pin_group(launcher, instance_cpus);
+        pin(std::process::id(), ours);
+        for round in 0..3 {
+            let (direct_rate, direct_p50, direct_p99) = measure(&direct, None, cpus).await;
+            let (routed_rate, routed_p50, routed_p99) = measure(&routed, Some(&token), cpus).await;
+            println!(
+                "  {layout} round {round}: direct to waved {direct_rate:>7.0} req/s p50 {direct_p50:>6.2} ms p99 {direct_p99:>6.2} ms | through the router {routed_rate:>7.0} req/s p50 {routed_p50:>6.2} ms p99 {routed_p99:>6.2} ms | rate ratio {:.3}",
+                routed_rate / direct_rate
+            );
+        }
     }
+    pin_group(launcher, "0,1");
+    pin(std::process::id(), "0,1");
     for id in &ids {
         stack
             .call(

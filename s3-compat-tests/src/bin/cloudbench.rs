@@ -104,8 +104,16 @@ async fn main() {
             };
             let credentials =
                 azure_storage::StorageCredentials::access_key(*account, (*key).to_owned());
+            // Pooled like Drive's own client (azure_core's default opens a connection per
+            // call), so the comparison is of like with like.
+            let http = reqwest::Client::builder()
+                .pool_idle_timeout(std::time::Duration::from_secs(4))
+                .tcp_nodelay(true)
+                .build()
+                .expect("an HTTP client");
             let client =
                 azure_storage_blobs::prelude::ClientBuilder::with_location(location, credentials)
+                    .transport(azure_core::TransportOptions::new(std::sync::Arc::new(http)))
                     .container_client(*container);
             if *verb == "azure-create" {
                 client.create().await.expect("create the container");
