@@ -4,10 +4,12 @@
 # fake-gcs-server (GCS) on loopback, ROUNDS rounds alternating "direct" and "drive", medians
 # and the time Drive adds reported.
 # Usage: scripts/bench-backends.sh [ROUNDS]   (default 3; results in $BENCH_OUT, default
-# ./bench-results/backends). Needs the tools of s3-compat-tests/clients/setup.sh.
+# ./bench-results/backends; BENCH_BACKENDS="azure" measures a subset of "s3 azure gcs").
+# Needs the tools of s3-compat-tests/clients/setup.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds="${1:-3}"
+export BENCH_BACKENDS="${BENCH_BACKENDS:-s3 azure gcs}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/drive-target}"
 tools="${DRIVE_TOOLS_DIR:-$HOME/.cache/drive-tools}"
 out="${BENCH_OUT:-$PWD/bench-results/backends}"
@@ -109,15 +111,24 @@ start_drive --backend gcs --gcs-endpoint "$gcs_endpoint" --gcs-bucket drive-data
 drive_gcs="$endpoint"
 
 for round in $(seq 1 "$rounds"); do
-    echo "round $round: s3"
-    "$bench" "$upstream" "$up_key" "$up_secret" 1m 64m | tee "$out/s3-direct-$round.txt"
-    "$bench" "$drive_s3" "$key" "$secret" 1m 64m | tee "$out/s3-drive-$round.txt"
-    echo "round $round: azure"
-    "$cloudbench" azure "$az_endpoint" "$az_account" "$az_key" drive-data | tee "$out/azure-direct-$round.txt"
-    "$bench" "$drive_az" "$key" "$secret" 1m 64m | tee "$out/azure-drive-$round.txt"
-    echo "round $round: gcs"
-    "$cloudbench" gcs "$gcs_endpoint" drive-data | tee "$out/gcs-direct-$round.txt"
-    "$bench" "$drive_gcs" "$key" "$secret" 1m 64m | tee "$out/gcs-drive-$round.txt"
+    for backend in $BENCH_BACKENDS; do
+        echo "round $round: $backend"
+        case "$backend" in
+        s3)
+            "$bench" "$upstream" "$up_key" "$up_secret" 1m 64m | tee "$out/s3-direct-$round.txt"
+            "$bench" "$drive_s3" "$key" "$secret" 1m 64m | tee "$out/s3-drive-$round.txt"
+            ;;
+        azure)
+            "$cloudbench" azure "$az_endpoint" "$az_account" "$az_key" drive-data | tee "$out/azure-direct-$round.txt"
+            "$bench" "$drive_az" "$key" "$secret" 1m 64m | tee "$out/azure-drive-$round.txt"
+            ;;
+        gcs)
+            "$cloudbench" gcs "$gcs_endpoint" drive-data | tee "$out/gcs-direct-$round.txt"
+            "$bench" "$drive_gcs" "$key" "$secret" 1m 64m | tee "$out/gcs-drive-$round.txt"
+            ;;
+        *) echo "unknown backend $backend" >&2; exit 2 ;;
+        esac
+    done
 done
 
 python3 - "$out" <<'PY'
@@ -131,7 +142,7 @@ for path in glob.glob(os.path.join(out, "*.txt")):
         res.setdefault(metric, {}).setdefault(who, []).append(float(value))
 print("\n| backend | metric | provider SDK -> emulator (MiB/s) | aws-sdk -> Drive -> emulator (MiB/s) | time Drive adds |")
 print("|---|---|---|---|---|")
-for backend in ["s3", "azure", "gcs"]:
+for backend in os.environ["BENCH_BACKENDS"].split():
     for m in ["put_1m_c8", "get_1m_c8", "put_64m", "get_64m"]:
         d = statistics.median(res[m][f"{backend}-direct"])
         v = statistics.median(res[m][f"{backend}-drive"])
