@@ -161,18 +161,14 @@ fn load_process(url: &str) {
     );
 }
 
-/// Runs the load generator in its own process, on `cpus` if given (a `taskset` list):
-/// requests per second, p50 and p99 in ms.
-async fn measure(url: &str, token: Option<&str>, cpus: Option<&str>) -> (f64, f64, f64) {
-    let exe = std::env::current_exe().expect("this binary");
-    let mut command = match cpus {
-        Some(cpus) => {
-            let mut c = tokio::process::Command::new("taskset");
-            c.arg("-c").arg(cpus).arg(exe);
-            c
-        }
-        None => tokio::process::Command::new(exe),
-    };
+/// Runs the load generator in its own process on `cpus` (a `taskset` list): requests per
+/// second, p50 and p99 in ms.
+async fn measure(url: &str, token: Option<&str>, cpus: &str) -> (f64, f64, f64) {
+    let mut command = tokio::process::Command::new("taskset");
+    command
+        .arg("-c")
+        .arg(cpus)
+        .arg(std::env::current_exe().expect("this binary"));
     command.env(LOAD_URL, url).env_remove(LOAD_TOKEN);
     if let Some(token) = token {
         command.env(LOAD_TOKEN, token);
@@ -303,18 +299,12 @@ async fn bench() {
     // "shared": every process may run on both CPUs. "apart": the instance on CPU 1, the App
     // Store and the load generator on CPU 0 — the router does not take the instance's CPU,
     // as in a deployment where instances and the App Store run in different pods.
-    for layout in ["shared", "apart"] {
-        let cpus = (layout == "apart").then_some("0");
-        let (instance_cpus, ours) = if layout == "apart" {
-            ("1", "0")
-        } else {
-            ("0,1", "0,1")
-        };
+    for (layout, instance_cpus, ours) in [("shared", "0,1", "0,1"), ("apart", "1", "0")] {
         pin_group(launcher, instance_cpus);
         pin(std::process::id(), ours);
         for round in 0..3 {
-            let (direct_rate, direct_p50, direct_p99) = measure(&direct, None, cpus).await;
-            let (routed_rate, routed_p50, routed_p99) = measure(&routed, Some(&token), cpus).await;
+            let (direct_rate, direct_p50, direct_p99) = measure(&direct, None, ours).await;
+            let (routed_rate, routed_p50, routed_p99) = measure(&routed, Some(&token), ours).await;
             println!(
                 "  {layout} round {round}: direct to waved {direct_rate:>7.0} req/s p50 {direct_p50:>6.2} ms p99 {direct_p99:>6.2} ms | through the router {routed_rate:>7.0} req/s p50 {routed_p50:>6.2} ms p99 {routed_p99:>6.2} ms | rate ratio {:.3}",
                 routed_rate / direct_rate

@@ -9,6 +9,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use axum::http::StatusCode;
 use serde_json::{Value, json};
 use shared_identity::{ServerKey, TokenSigner};
 
@@ -37,6 +38,9 @@ pub enum BrokerError {
     /// Only `refresh_token` is supported.
     #[error("unsupported_grant_type")]
     UnsupportedGrantType,
+    /// The identity provider could not be reached to refresh a token.
+    #[error("temporarily_unavailable")]
+    TemporarilyUnavailable,
 }
 
 impl BrokerError {
@@ -48,6 +52,19 @@ impl BrokerError {
                 "the refresh token is not valid (a terminated instance's, or refused by the identity provider)"
             }
             BrokerError::UnsupportedGrantType => "the broker takes grant_type=refresh_token only",
+            BrokerError::TemporarilyUnavailable => {
+                "the identity provider cannot be reached; try again"
+            }
+        }
+    }
+
+    /// The HTTP status the error is answered with.
+    pub fn status(self) -> StatusCode {
+        match self {
+            BrokerError::InvalidRequest
+            | BrokerError::InvalidGrant
+            | BrokerError::UnsupportedGrantType => StatusCode::BAD_REQUEST,
+            BrokerError::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }
@@ -174,5 +191,18 @@ mod tests {
         );
         assert_eq!(b.grant(&form(&[])), Err(BrokerError::InvalidRequest));
         assert_eq!(b.metadata()["token_endpoint"], "http://s/broker/token");
+    }
+
+    #[test]
+    fn only_an_unreachable_provider_is_worth_retrying() {
+        assert_eq!(BrokerError::InvalidGrant.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            BrokerError::TemporarilyUnavailable.status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            BrokerError::TemporarilyUnavailable.to_string(),
+            "temporarily_unavailable"
+        );
     }
 }

@@ -313,7 +313,7 @@ async fn broker_jwks(State(state): State<Shared>) -> Json<Value> {
 
 fn oauth_error(e: BrokerError) -> Response {
     (
-        StatusCode::BAD_REQUEST,
+        e.status(),
         [(header::CACHE_CONTROL, "no-store")],
         Json(json!({"error": e.to_string(), "error_description": e.description()})),
     )
@@ -360,15 +360,7 @@ async fn wave_refresh(state: &AppState, refresh_token: &str) -> Response {
         }
         Err(e) => {
             tracing::warn!(error = %e, "a Wave refresh token could not be refreshed");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                [(header::CACHE_CONTROL, "no-store")],
-                Json(json!({
-                    "error": "temporarily_unavailable",
-                    "error_description": "the identity provider cannot be reached; try again",
-                })),
-            )
-                .into_response()
+            oauth_error(BrokerError::TemporarilyUnavailable)
         }
     }
 }
