@@ -268,10 +268,10 @@ async fn readiness_reports_a_store_that_cannot_take_writes() {
     let dir = tempfile::tempdir().unwrap();
     let b = FsBackend::open(dir.path()).unwrap();
     b.check_ready().await.expect("a fresh store is ready");
-    std::fs::remove_dir_all(dir.path().join("tmp")).unwrap();
+    std::fs::remove_dir_all(dir.path().join("blobs")).unwrap();
     let err = b
         .check_ready()
         .await
-        .expect_err("no temp directory, no uploads");
+        .expect_err("no blob directory, no uploads");
     assert!(matches!(err, Error::Io(_)), "{err:?}");
 }

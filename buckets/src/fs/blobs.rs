@@ -1,4 +1,4 @@
-//! Object data on disk: immutable files named by random ids, written through a temp file.
+//! Object data on disk: immutable files named by random ids.
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
@@ -53,35 +53,34 @@ pub struct Written {
     pub md5: String,
 }
 
-/// The directory of blob files and their temp files.
+/// The directory of blob files.
 pub struct Blobs {
     blobs: PathBuf,
-    tmp: PathBuf,
 }
 
 impl Blobs {
-    /// Opens (and creates) the blob directories under `root`, discarding temp files that a
-    /// crash or a cancelled upload left behind.
+    /// Opens (and creates) the blob directories under `root`.
     pub fn open(root: &Path) -> io::Result<Self> {
         let blobs = root.join("blobs");
+        // Earlier versions received bodies in `tmp/`; a crash could leave files there.
         let tmp = root.join("tmp");
         if tmp.exists() {
             fs::remove_dir_all(&tmp)?;
         }
-        fs::create_dir_all(&tmp)?;
         for shard in 0..=255u8 {
             fs::create_dir_all(blobs.join(format!("{shard:02x}")))?;
         }
-        Ok(Self { blobs, tmp })
+        Ok(Self { blobs })
     }
 
     fn path(&self, id: &str) -> PathBuf {
         self.blobs.join(&id[..2]).join(id)
     }
 
-    /// Creates and removes a file in the temp directory: fails if bodies cannot be received.
+    /// Creates and removes a file where blobs are written: fails if bodies cannot be
+    /// received. Its name is not an id, so it is never taken for a blob.
     pub fn probe(&self) -> io::Result<()> {
-        let probe = self.tmp.join(format!("probe-{}", new_id()));
+        let probe = self.blobs.join("00").join(format!("probe-{}", new_id()));
         File::create_new(&probe)?;
         fs::remove_file(probe)
     }
@@ -118,19 +117,20 @@ impl Blobs {
         })
     }
 
-    /// Writes a body to a new blob: temp file, fsync, rename, fsync of the directory.
+    /// Writes a body to a new blob file, then fsyncs it and its directory. The file is
+    /// written under its final name: until the index references it, no reader looks for it,
+    /// and a crash leaves it unreferenced, for the next start to delete.
     /// On any error nothing remains on disk.
-    /// The file work (create, write, fsync, rename, fsync of the directory) runs on a
-    /// blocking thread; the temp file is removed there too when the body fails or the
-    /// request is dropped.
+    /// The file work (create, write, fsync, fsync of the directory) runs on a blocking
+    /// thread; the file is removed there too when the body fails or the request is dropped.
     pub async fn write(&self, body: BodyStream) -> Result<Written> {
         let id = new_id();
-        let (tmp, dest) = (self.tmp.join(&id), self.path(&id));
+        let dest = self.path(&id);
         let (tx, rx) = mpsc::channel::<Feed>(WRITE_QUEUE);
         let writer = tokio::task::spawn_blocking(move || {
-            let result = write_blocking(&tmp, &dest, rx);
+            let result = write_blocking(&dest, rx);
             if result.is_err() {
-                let _ = fs::remove_file(&tmp);
+                let _ = fs::remove_file(&dest);
             }
             result
         });
@@ -212,14 +212,10 @@ fn body_error(e: io::Error) -> Error {
     }
 }
 
-/// Writes the body to `tmp` and, once the network side says it is complete, makes it
-/// durable and moves it to `dest`.
-fn write_blocking(
-    tmp: &Path,
-    dest: &Path,
-    mut rx: mpsc::Receiver<Feed>,
-) -> io::Result<(u64, String)> {
-    let file = File::create_new(tmp)?;
+/// Writes the body to `dest` and, once the network side says it is complete, makes it
+/// durable: its data, then its name.
+fn write_blocking(dest: &Path, mut rx: mpsc::Receiver<Feed>) -> io::Result<(u64, String)> {
+    let file = File::create_new(dest)?;
     let mut flusher = Flusher::new(&file)?;
     let mut out = BufWriter::with_capacity(READ_CHUNK, file);
     let mut md5 = Md5::new();
@@ -245,7 +241,6 @@ fn write_blocking(
     flusher.finish();
     // fdatasync: the data and the size needed to read it back, not the timestamps.
     file.sync_data()?;
-    fs::rename(tmp, dest)?;
     File::open(dest.parent().expect("blob paths have a parent"))?.sync_all()?;
     Ok((
         len,

@@ -4,10 +4,11 @@
 //! - `index.redb`: every bucket, object, upload and part, in one crash-safe ordered index;
 //! - `blobs/<2 hex>/<id>`: immutable data files named by random ids (a key never becomes a path,
 //!   so no key can escape the directory, and keys `a` and `a/b` coexist);
-//! - `tmp/`: bodies being received, cleared at start.
 //!
-//! A write streams into `tmp/`, is fsynced, renamed into `blobs/` and only then committed to
-//! the index: a crash leaves at most an unreferenced blob, which the next start deletes.
+//! A write streams into a new blob file under its final name, is fsynced (data, then the
+//! directory) and only then committed to the index: no reader looks for a blob the index does
+//! not reference, and a crash leaves at most an unreferenced blob, whole or partial, which the
+//! next start deletes.
 //! Bodies of at most [`INLINE_MAX`] bytes are kept in the index itself: one commit, no file.
 //! Concurrent commits share one transaction (group commit).
 //! Multipart parts are blobs too; completing an upload references them in order, so nothing is
