@@ -2,8 +2,13 @@
 //! key credentials).
 //!
 //! Drive's buckets are prefixes of one container (see [`crate::cloud`]). Small bodies are
-//! verified, then written with one Put Blob; larger ones are staged as blocks of at most
-//! [`BLOCK`] bytes, [`IN_FLIGHT`] at once while the body is read on (so a write holds at most
+//! verified, then written with one Put Blob. Larger bodies of known length (up to
+//! [`PUT_BLOB_MAX`]) stream in one Put Blob whose last chunk waits for the body's
+//! verification, so a refused body stores nothing. Azure computes the MD5 of a Put Blob's
+//! content, which is the S3 ETag, so Drive computes it only when a client's Content-MD5
+//! asks for it.
+//! Larger bodies of unknown length are staged as blocks of at most [`BLOCK`] bytes,
+//! [`IN_FLIGHT`] at once while the body is read on (so a write holds at most
 //! `IN_FLIGHT + 1` blocks, whatever its size), and committed by a block list in sequence
 //! order, which carries Drive's description (S3 ETag, checksums, user metadata) and the
 //! write's condition: the blob appears whole and described at once, and a write that fails
@@ -52,6 +57,9 @@ const IN_FLIGHT: usize = 3;
 /// Bytes per Get Blob request of a read (streamed, never held whole); the next range is
 /// requested while one streams.
 const RANGE: u64 = 32 * 1024 * 1024;
+/// Largest body written with one Put Blob (Azure's limit for it); larger ones are staged as
+/// blocks.
+const PUT_BLOB_MAX: u64 = 5000 * 1024 * 1024;
 /// Metadata name of an upload record and of a part record.
 const RECORD: &str = "driverecord";
 /// How long a pooled connection to the provider may stay idle: under the 5 s keep-alive of
@@ -217,7 +225,8 @@ impl AzureBackend {
     }
 
     /// Stages a verified body as blocks named by `block_id(sequence)`; returns the number of
-    /// blocks and what was verified. Small bodies come back whole instead (no block staged).
+    /// blocks and what was verified (its MD5 if `md5` asks for it). Small bodies come back
+    /// whole instead (no block staged).
     ///
     /// Up to [`IN_FLIGHT`] blocks are staged at once while the body is read on into the next;
     /// once that one is full and all slots are taken, reading waits for a slot, so a write
@@ -233,8 +242,9 @@ impl AzureBackend {
         info: BodyInfo,
         block_id: impl Fn(u32) -> String,
         whole_up_to: usize,
+        md5: bool,
     ) -> Result<(Staged, cloud::Verified)> {
-        let (mut stream, outcome) = cloud::sealing(body, info.seal, true);
+        let (mut stream, outcome) = cloud::sealing(body, info.seal, md5);
         let blob = self.blob(name);
         let mut staging = FuturesUnordered::new();
         let mut buffer = BytesMut::new();
@@ -284,6 +294,60 @@ impl AzureBackend {
             staged?;
         }
         Ok((Staged::Blocks(blocks), verified))
+    }
+
+    /// Writes a body of known length `len` with one Put Blob, streamed as it arrives, its last
+    /// chunk held back until the body is verified (see [`cloud::sealing`]): a refused or
+    /// broken body never completes the call, and Azure stores nothing. Azure computes the MD5
+    /// of a Put Blob's content, which is the S3 ETag, so Drive does not (see [`describe`]);
+    /// checksums known only once the body has ended (trailers) are set on the blob afterwards,
+    /// on the ETag the Put Blob returned, so a newer write is never overwritten.
+    async fn put_streamed(
+        &self,
+        name: &str,
+        body: BodyStream,
+        len: u64,
+        info: BodyInfo,
+        attrs: ObjectAttrs,
+        condition: Option<IfMatchCondition>,
+    ) -> Result<ObjectInfo> {
+        let mut description = description_of(&attrs);
+        let (stream, outcome) = cloud::sealing(body, info.seal, info.md5_needed);
+        let body = azure_core::Body::SeekableStream(Box::new(OnceBody::new(stream, len)));
+        let blob = self.blob(name);
+        let mut req = with_headers!(blob.put_block_blob(body), &attrs, &description);
+        if let Some(c) = condition {
+            req = req.if_match(c);
+        }
+        let put = req.await;
+        let (verified, stored) = match (outcome.take(), put) {
+            (Some(Err(e)), _) => return Err(e),
+            (_, Err(e)) => return Err(provider(e)),
+            (Some(Ok(v)), Ok(stored)) => (v, stored),
+            (None, Ok(_)) => {
+                return Err(Error::Body(std::io::Error::other(
+                    "the body ended before it was verified",
+                )));
+            }
+        };
+        let etag = etag_of(stored.content_md5.as_ref(), verified.md5.clone())?;
+        if !verified.checksums.is_empty() {
+            description.checksums.clone_from(&verified.checksums);
+            let mut metadata = Metadata::new();
+            metadata.insert(DESCRIPTION, description.encode());
+            match blob
+                .set_metadata()
+                .metadata(metadata)
+                .if_match(IfMatchCondition::Match(stored.etag))
+                .await
+                .map_err(provider)
+            {
+                // A newer write replaced the blob meanwhile: its description stands.
+                Ok(_) | Err(Error::PreconditionFailed(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(written(verified, etag, attrs))
     }
 
     async fn put_block(&self, blob: &BlobClient, id: String, data: Bytes) -> Result<()> {
@@ -482,28 +546,40 @@ impl Backend for AzureBackend {
             condition,
             body: info,
         } = opts;
+        if let Some(len) = info
+            .len
+            .filter(|n| (BLOCK as u64 + 1..=PUT_BLOB_MAX).contains(n))
+        {
+            let condition = self.condition(&name, condition.as_ref()).await?;
+            return self
+                .put_streamed(&name, body, len, info, attrs, condition)
+                .await;
+        }
+        let mut description = description_of(&attrs);
+        // A body declared to fit one Put Blob is sent whole, and Azure computes its MD5.
+        let whole = info.len.is_some_and(|n| n <= BLOCK as u64);
+        let md5 = info.md5_needed || !whole;
         let put_id = crate::ids::new_id();
         let (staged, verified) = self
-            .stage(&name, body, info, |n| format!("{put_id}{n:08}"), BLOCK)
+            .stage(&name, body, info, |n| format!("{put_id}{n:08}"), BLOCK, md5)
             .await?;
-        let description = Description {
-            etag: verified.md5.clone(),
-            checksums: verified.checksums.clone(),
-            user_metadata: attrs.user_metadata.clone(),
-            expires: attrs.expires.clone(),
-            cache_control: attrs.cache_control.clone(),
-            content_disposition: attrs.content_disposition.clone(),
-            parts: None,
-        };
+        description.etag.clone_from(&verified.md5);
+        description.checksums.clone_from(&verified.checksums);
         let condition = self.condition(&name, condition.as_ref()).await?;
         let blob = self.blob(&name);
-        match staged {
+        let etag = match staged {
             Staged::Whole(data) => {
                 let mut req = with_headers!(blob.put_block_blob(data), &attrs, &description);
                 if let Some(c) = condition {
                     req = req.if_match(c);
                 }
-                req.await.map_err(provider)?;
+                let stored = req.await.map_err(provider)?;
+                etag_of(stored.content_md5.as_ref(), verified.md5.clone())?
+            }
+            Staged::Blocks(_) if verified.md5.is_empty() => {
+                return Err(Error::Body(std::io::Error::other(
+                    "the body is longer than its declared length",
+                )));
             }
             Staged::Blocks(n) => {
                 let list = block_list((0..n).map(|i| format!("{put_id}{i:08}")));
@@ -512,16 +588,10 @@ impl Backend for AzureBackend {
                     req = req.if_match(c);
                 }
                 req.await.map_err(provider)?;
+                verified.md5.clone()
             }
-        }
-        Ok(ObjectInfo {
-            size: verified.len,
-            etag: verified.md5,
-            last_modified: SystemTime::now(),
-            attrs,
-            checksums: verified.checksums,
-            parts: None,
-        })
+        };
+        Ok(written(verified, etag, attrs))
     }
 
     async fn get_object(
@@ -672,6 +742,7 @@ impl Backend for AzureBackend {
                 info,
                 |n| part_block(upload_id, part, &attempt, n),
                 0,
+                true,
             )
             .await?;
         let blocks = match staged {
@@ -737,12 +808,8 @@ impl Backend for AzureBackend {
         }
         let description = Description {
             etag: multipart_etag(chosen.iter().map(|c| c.etag.as_str())),
-            checksums: Checksums::new(),
-            user_metadata: record.attrs.user_metadata.clone(),
-            expires: record.attrs.expires.clone(),
-            cache_control: record.attrs.cache_control.clone(),
-            content_disposition: record.attrs.content_disposition.clone(),
             parts: Some(u32::try_from(chosen.len()).expect("at most 10000 parts")),
+            ..description_of(&record.attrs)
         };
         let name = self.layout.object(bucket, key)?;
         let condition = self.condition(&name, condition.as_ref()).await?;
@@ -854,6 +921,101 @@ async fn forward(
     true
 }
 
+/// A body handed to azure_core as a stream of known length that can be read once: azure_core
+/// clones it for each attempt of a call and resets it before a retry, which it refuses once
+/// reading has begun (a streamed body cannot be sent again). Bytes beyond the declared
+/// length, or fewer, fail the read.
+#[derive(Clone)]
+struct OnceBody {
+    state: Arc<std::sync::Mutex<OnceState>>,
+    len: usize,
+}
+
+struct OnceState {
+    body: BodyStream,
+    pending: Bytes,
+    read: u64,
+    started: bool,
+}
+
+impl OnceBody {
+    fn new(body: BodyStream, len: u64) -> Self {
+        Self {
+            state: Arc::new(std::sync::Mutex::new(OnceState {
+                body,
+                pending: Bytes::new(),
+                read: 0,
+                started: false,
+            })),
+            len: usize::try_from(len).unwrap_or(usize::MAX),
+        }
+    }
+}
+
+impl std::fmt::Debug for OnceBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OnceBody").field("len", &self.len).finish()
+    }
+}
+
+impl futures::io::AsyncRead for OnceBody {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut [u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let len = self.len as u64;
+        let mut s = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        s.started = true;
+        while s.pending.is_empty() {
+            match std::task::ready!(s.body.poll_next_unpin(cx)) {
+                Some(Ok(chunk)) => s.pending = chunk,
+                Some(Err(e)) => return std::task::Poll::Ready(Err(e)),
+                None if s.read == len => return std::task::Poll::Ready(Ok(0)),
+                None => {
+                    return std::task::Poll::Ready(Err(std::io::Error::other(
+                        "the body is shorter than its declared length",
+                    )));
+                }
+            }
+        }
+        let n = buf.len().min(s.pending.len());
+        s.read += n as u64;
+        if s.read > len {
+            return std::task::Poll::Ready(Err(std::io::Error::other(
+                "the body is longer than its declared length",
+            )));
+        }
+        buf[..n].copy_from_slice(&s.pending.split_to(n));
+        std::task::Poll::Ready(Ok(n))
+    }
+}
+
+#[async_trait::async_trait]
+impl azure_core::SeekableStream for OnceBody {
+    async fn reset(&mut self) -> azure_core::Result<()> {
+        let started = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .started;
+        if started {
+            return Err(azure_core::Error::message(
+                ErrorKind::Io,
+                "a streamed body cannot be sent again",
+            ));
+        }
+        Ok(())
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+}
+
 /// The id of block `n` of a part: the same length for every block of every upload.
 fn part_block(upload_id: &str, part: u32, attempt: &str, n: u32) -> String {
     format!("{upload_id}{part:05}{attempt}{n:05}")
@@ -879,12 +1041,61 @@ fn record_of<T: serde::de::DeserializeOwned>(b: &Blob) -> Option<T> {
     staged::decode_value(b.metadata.as_ref()?.get(RECORD)?)
 }
 
+/// What a client learns of a single write it just made.
+fn written(verified: cloud::Verified, etag: String, attrs: ObjectAttrs) -> ObjectInfo {
+    ObjectInfo {
+        size: verified.len,
+        etag,
+        last_modified: SystemTime::now(),
+        attrs,
+        checksums: verified.checksums,
+        parts: None,
+    }
+}
+
+/// The description of a single write with `attrs`, before its body is known (no ETag, no
+/// checksums yet).
+fn description_of(attrs: &ObjectAttrs) -> Description {
+    Description {
+        etag: String::new(),
+        checksums: crate::Checksums::new(),
+        user_metadata: attrs.user_metadata.clone(),
+        expires: attrs.expires.clone(),
+        cache_control: attrs.cache_control.clone(),
+        content_disposition: attrs.content_disposition.clone(),
+        parts: None,
+    }
+}
+
+/// The S3 ETag of a Put Blob: the MD5 Drive computed, if it did, or the one Azure did.
+fn etag_of(stored: Option<&azure_storage::ConsistencyMD5>, computed: String) -> Result<String> {
+    match stored {
+        _ if !computed.is_empty() => Ok(computed),
+        Some(md5) => Ok(hex_simd::encode_to_string(
+            md5.bytes(),
+            hex_simd::AsciiCase::Lower,
+        )),
+        None => Err(Error::Backend(
+            "the provider returned no MD5 for a Put Blob".into(),
+        )),
+    }
+}
+
+/// Drive's description of a blob. A blob written by one Put Blob may carry no ETag in it:
+/// then its ETag is the MD5 Azure computed of the content.
 fn describe(b: &Blob) -> Description {
-    b.metadata
+    let mut d: Description = b
+        .metadata
         .as_ref()
         .and_then(|m| m.get(DESCRIPTION))
         .and_then(|v| Description::decode(v))
-        .unwrap_or_default()
+        .unwrap_or_default();
+    if d.etag.is_empty()
+        && let Some(md5) = &b.properties.content_md5
+    {
+        d.etag = hex_simd::encode_to_string(md5.bytes(), hex_simd::AsciiCase::Lower);
+    }
+    d
 }
 
 fn info_of(b: &Blob) -> ObjectInfo {

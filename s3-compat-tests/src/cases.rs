@@ -1513,6 +1513,149 @@ pub async fn checksums(ctx: &Ctx) {
         .expect("right md5");
 }
 
+/// Bodies larger than any backend keeps whole before sending (streamed to the store, their
+/// checksums known at the end): the ETag is the body's MD5 with a CRC32 trailer and without
+/// any checksum, the checksum is kept, and a body refused at its end — wrong trailing CRC32,
+/// wrong Content-MD5 — leaves the previous object as it was.
+pub async fn large_bodies(ctx: &Ctx) {
+    use aws_sdk_s3::config::RequestChecksumCalculation;
+
+    let c = &ctx.client;
+    let plain = aws_sdk_s3::Client::from_conf(
+        c.config()
+            .to_builder()
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .build(),
+    );
+    let b = ctx.bucket("large").await;
+    let small = pattern(1, 1000);
+    let large = pattern(2, 9 * MIB + 17);
+    let mut crc32 = String::new();
+    for (key, data) in [("small", &small), ("large", &large)] {
+        // The SDK's default: a CRC32 trailer.
+        let out = c
+            .put_object()
+            .bucket(&b)
+            .key(key)
+            .body(ByteStream::from(data.clone()))
+            .send()
+            .await
+            .expect("put");
+        assert_eq!(out.e_tag(), Some(format!("\"{}\"", md5_hex(data)).as_str()));
+        let sent = out.checksum_crc32().expect("CRC32 returned").to_owned();
+        let head = c
+            .head_object()
+            .bucket(&b)
+            .key(key)
+            .checksum_mode(ChecksumMode::Enabled)
+            .send()
+            .await
+            .expect("head");
+        assert_eq!(head.e_tag(), out.e_tag(), "{key}");
+        assert_eq!(
+            head.checksum_crc32(),
+            Some(sent.as_str()),
+            "{key} keeps its CRC32"
+        );
+        crc32 = sent;
+        // No checksum at all.
+        let key = format!("{key}-plain");
+        let out = plain
+            .put_object()
+            .bucket(&b)
+            .key(&key)
+            .body(ByteStream::from(data.clone()))
+            .send()
+            .await
+            .expect("put without checksum");
+        assert_eq!(out.e_tag(), Some(format!("\"{}\"", md5_hex(data)).as_str()));
+        let head = plain
+            .head_object()
+            .bucket(&b)
+            .key(&key)
+            .checksum_mode(ChecksumMode::Enabled)
+            .send()
+            .await
+            .expect("head");
+        assert_eq!(head.e_tag(), out.e_tag());
+        assert_eq!(head.checksum_crc32(), None);
+    }
+
+    // A raw aws-chunked PUT with a trailing CRC32: right, then wrong over "large".
+    let url = |key: &str| format!("{}/{b}/{key}", ctx.endpoint);
+    let r = send(sign::trailer_put(
+        &url("raw"),
+        &large,
+        &crc32,
+        &ctx.access_key,
+        &ctx.secret_key,
+    ))
+    .await;
+    assert_eq!(r.status, 200, "a right trailer: {}", r.text());
+    let other = pattern(3, large.len());
+    let r = send(sign::trailer_put(
+        &url("large"),
+        &other,
+        &crc32,
+        &ctx.access_key,
+        &ctx.secret_key,
+    ))
+    .await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (400, "BadDigest"),
+        "{}",
+        r.text()
+    );
+    let (code, status) = failure(
+        c.put_object()
+            .bucket(&b)
+            .key("large")
+            .content_md5("1B2M2Y8AsgTpgAmY7PhCfg==")
+            .body(ByteStream::from(other.clone()))
+            .send()
+            .await,
+    );
+    assert_eq!((code.as_str(), status), ("BadDigest", 400));
+    let got = c
+        .get_object()
+        .bucket(&b)
+        .key("large")
+        .checksum_mode(ChecksumMode::Enabled)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(got.checksum_crc32(), Some(crc32.as_str()));
+    assert_eq!(
+        got.e_tag(),
+        Some(format!("\"{}\"", md5_hex(&large)).as_str())
+    );
+    let body = got.body.collect().await.expect("body").into_bytes();
+    assert_eq!(
+        md5_hex(&body),
+        md5_hex(&large),
+        "the previous object is intact"
+    );
+    let listed = c
+        .list_objects_v2()
+        .bucket(&b)
+        .prefix("large")
+        .send()
+        .await
+        .expect("list");
+    let etags: Vec<_> = listed
+        .contents()
+        .iter()
+        .map(|o| (o.key().unwrap_or_default(), o.e_tag().unwrap_or_default()))
+        .collect();
+    let want = format!("\"{}\"", md5_hex(&large));
+    assert_eq!(
+        etags,
+        [("large", want.as_str()), ("large-plain", want.as_str())],
+        "listings show the same ETags"
+    );
+}
+
 /// SigV4: wrong secret, unknown key, anonymous requests, presigned GET and PUT, expiry and
 /// tampering.
 pub async fn authentication(ctx: &Ctx) {

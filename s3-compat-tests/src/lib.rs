@@ -96,6 +96,7 @@ macro_rules! for_each_case {
             multipart,
             multipart_listing,
             checksums,
+            large_bodies,
             authentication,
             payload_signing,
             operations_endpoints,

@@ -229,6 +229,49 @@ pub fn presigned_url(
     req.uri().to_string()
 }
 
+/// A PUT of `data` as `aws-chunked` with an unsigned payload and `crc32` as its trailing
+/// `x-amz-checksum-crc32` (as SDKs send over TLS).
+pub fn trailer_put(
+    url: &str,
+    data: &[u8],
+    crc32: &str,
+    access_key: &str,
+    secret_key: &str,
+) -> http::Request<Full<Bytes>> {
+    let mut body = Vec::with_capacity(data.len() + 1024);
+    for chunk in data.chunks(64 * 1024) {
+        body.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        body.extend_from_slice(chunk);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("0\r\nx-amz-checksum-crc32:{crc32}\r\n\r\n").as_bytes());
+    let (decoded, encoded) = (data.len().to_string(), body.len().to_string());
+    let headers = [
+        ("content-encoding", "aws-chunked"),
+        ("x-amz-decoded-content-length", decoded.as_str()),
+        ("content-length", encoded.as_str()),
+        ("x-amz-trailer", "x-amz-checksum-crc32"),
+    ];
+    let (added, _) = sign_with(
+        "PUT",
+        url,
+        &headers,
+        SignableBody::Precomputed("STREAMING-UNSIGNED-PAYLOAD-TRAILER".into()),
+        SystemTime::now(),
+        access_key,
+        secret_key,
+    );
+    let mut req = http::Request::put(url);
+    for (k, v) in headers {
+        req = req.header(k, v);
+    }
+    for (k, v) in added {
+        req = req.header(k, v);
+    }
+    req.body(Full::new(Bytes::from(body)))
+        .expect("valid request")
+}
+
 /// A PUT whose body is sent as `aws-chunked` with a chained signature on every chunk
 /// (`STREAMING-AWS4-HMAC-SHA256-PAYLOAD`). With `tamper`, the last data chunk's signature
 /// is wrong.
