@@ -1,6 +1,6 @@
 //! Instance benchmark (`scripts/bench-instances.sh`): cold start on the local runtime
-//! (import → run → first 200 through the router) with a warm pip cache, with and without a
-//! warm virtualenv cache; and the router's overhead: requests per second and latency of a
+//! (import → run → first 200 through the router) with warm package caches, with and without a
+//! warm virtualenv cache, pip and then uv installing the requirements; and the router's overhead: requests per second and latency of a
 //! small page (Wave's index) through the router against the same page straight from waved,
 //! in the same run, from a minimal load generator in a process of its own — with every
 //! process free to use both CPUs ("shared"), and with the instance on one CPU and the App
@@ -9,7 +9,7 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -239,38 +239,17 @@ fn main() {
 }
 
 async fn bench() {
-    let launcher = s3_compat_tests::server::binary()
-        .parent()
-        .expect("the target dir")
-        .join("appstore-launcher");
-    let pip_cache = tools_dir().join("appstore-pip-cache");
+    println!(
+        "cold start (import -> run -> first 200 through the router), warm package caches, \
+         pip and then uv installing the requirements:"
+    );
     let venvs = tempfile::tempdir().expect("temp dir");
-    let stack = Stack::start_with(Db::Sqlite, |a| {
-        a.launcher = Some(launcher);
-        a.pip_cache_dir = Some(pip_cache);
-        a.venv_cache_dir = Some(venvs.path().to_owned());
-        a.routing_mode = Some("BASE_URL".into());
-        a.app_version_limit = Some(1000);
-        a.instance_limit = Some(1000);
-    })
-    .await;
-
-    println!("cold start (import -> run -> first 200 through the router), warm pip cache:");
-    let mut ids = Vec::new();
-    for round in 0..COLD_STARTS {
-        // A fresh virtualenv cache each round: pip installs h2o-wave from its warm cache.
-        let _ = std::fs::remove_dir_all(venvs.path());
-        std::fs::create_dir_all(venvs.path()).expect("venv cache");
-        let (cold, id) = cold_start(&stack, &format!("1.0.{round}")).await;
-        ids.push(id);
-        let (warm, id) = cold_start(&stack, &format!("2.0.{round}")).await;
-        ids.push(id);
-        println!(
-            "  round {round}: cold virtualenv cache {:>6.2} s   warm virtualenv cache {:>6.2} s",
-            cold.as_secs_f64(),
-            warm.as_secs_f64()
-        );
-    }
+    let stack = start(None, venvs.path()).await;
+    let ids = cold_starts(&stack, "pip", venvs.path()).await;
+    terminate(&stack, &ids).await;
+    stack.stop().await;
+    let stack = start(Some(tools_dir().join("venv/bin/uv")), venvs.path()).await;
+    let ids = cold_starts(&stack, "uv", venvs.path()).await;
 
     let id = ids.last().expect("an instance").clone();
     let state: Value = serde_json::from_slice(
@@ -313,7 +292,54 @@ async fn bench() {
     }
     pin_group(launcher, "0,1");
     pin(std::process::id(), "0,1");
-    for id in &ids {
+    terminate(&stack, &ids).await;
+    stack.stop().await;
+}
+
+/// The platform with the local runtime, its virtualenvs in `venvs`, installing with `uv`
+/// when given (pip otherwise).
+async fn start(uv: Option<PathBuf>, venvs: &Path) -> Stack {
+    let launcher = s3_compat_tests::server::binary()
+        .parent()
+        .expect("the target dir")
+        .join("appstore-launcher");
+    let pip_cache = tools_dir().join("appstore-pip-cache");
+    let venvs = venvs.to_owned();
+    Stack::start_with(Db::Sqlite, |a| {
+        a.launcher = Some(launcher);
+        a.pip_cache_dir = Some(pip_cache);
+        a.venv_cache_dir = Some(venvs);
+        a.uv = uv;
+        a.routing_mode = Some("BASE_URL".into());
+        a.app_version_limit = Some(1000);
+        a.instance_limit = Some(1000);
+    })
+    .await
+}
+
+/// [`COLD_STARTS`] rounds of a start with an empty virtualenv cache (`installer` installs
+/// h2o-wave from its warm cache) and one with the virtualenv built; the instances' ids.
+async fn cold_starts(stack: &Stack, installer: &str, venvs: &Path) -> Vec<String> {
+    let mut ids = Vec::new();
+    for round in 0..COLD_STARTS {
+        let _ = std::fs::remove_dir_all(venvs);
+        std::fs::create_dir_all(venvs).expect("venv cache");
+        let (cold, id) = cold_start(stack, &format!("1.0.{round}")).await;
+        ids.push(id);
+        let (warm, id) = cold_start(stack, &format!("2.0.{round}")).await;
+        ids.push(id);
+        println!(
+            "  {installer} round {round}: cold virtualenv cache {:>6.2} s   warm virtualenv cache {:>6.2} s",
+            cold.as_secs_f64(),
+            warm.as_secs_f64()
+        );
+    }
+    ids
+}
+
+/// Terminates the instances `ids`.
+async fn terminate(stack: &Stack, ids: &[String]) {
+    for id in ids {
         stack
             .call(
                 Method::DELETE,
@@ -323,7 +349,6 @@ async fn bench() {
             )
             .await;
     }
-    stack.stop().await;
 }
 
 fn stack_instances_dir(stack: &Stack) -> PathBuf {

@@ -153,6 +153,7 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<Running, Sta
                     venv_cache: sched.venv_cache_dir.clone(),
                     wheelhouse: sched.wheelhouse.clone(),
                     offline: sched.pip_offline,
+                    uv: sched.uv.clone(),
                 },
             )?),
         ),

@@ -393,6 +393,47 @@ async fn an_instance_writes_to_its_users_drive_through_the_router() {
     p.stop(&[], "alice").await;
 }
 
+/// With `--uv`, the launcher installs an app's requirements with uv (here into a virtualenv
+/// cache of its own, so nothing pip built is reused): the instance starts and serves its
+/// page, uv's report is in the instance's log, and the packages' bytecode was compiled at
+/// install (no start compiles it again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn uv_installs_an_apps_requirements() {
+    let venvs = tempfile::tempdir().unwrap();
+    let uv = tools_dir().join("venv/bin/uv");
+    let p = Platform::start(|a| {
+        a.uv = Some(uv);
+        a.venv_cache_dir = Some(venvs.path().to_owned());
+    })
+    .await;
+    let app = p.import("alice", drive_app(), "PRIVATE").await;
+    let (status, inst) = p.run("alice", &app, json!({})).await;
+    assert_eq!(status, StatusCode::CREATED, "{inst}");
+    let id = inst["id"].as_str().unwrap().to_owned();
+    let port = p.addr.rsplit(':').next().unwrap();
+    let host = format!("{id}.localhost:{port}");
+    p.until_running(Some(&host), "/", "alice", &id).await;
+    let (_, log) = p.logs("alice", &id).await;
+    assert!(
+        log.lines()
+            .any(|l| l.starts_with("[pip] Installed ") && l.contains(" packages in ")),
+        "uv's report: {log}"
+    );
+    let compiled = std::fs::read_dir(venvs.path())
+        .unwrap()
+        .filter_map(Result::ok)
+        .flat_map(|venv| {
+            std::fs::read_dir(venv.path().join("lib"))
+                .into_iter()
+                .flatten()
+                .filter_map(Result::ok)
+                .map(|py| py.path().join("site-packages/h2o_wave/__pycache__"))
+        })
+        .any(|cache| cache.is_dir());
+    assert!(compiled, "h2o_wave's bytecode compiled at install");
+    p.stop(&[id], "alice").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn base_url_instances_suspend_and_resume_with_their_volume() {
     let p = Platform::start(|a| a.routing_mode = Some("BASE_URL".into())).await;

@@ -52,6 +52,9 @@ pub struct Settings {
     pub pip_cache: Option<PathBuf>,
     /// Local directory of wheels pip may use (`APPSTORE_LAUNCHER_WHEELHOUSE`).
     pub wheelhouse: Option<PathBuf>,
+    /// The `uv` program that installs packages instead of pip, when set
+    /// (`APPSTORE_LAUNCHER_UV`).
+    pub uv: Option<PathBuf>,
     /// Whether pip must not reach any package index (`APPSTORE_LAUNCHER_OFFLINE`).
     pub offline: bool,
     /// Path prefix waved serves the app under (`H2O_WAVE_BASE_URL`).
@@ -120,6 +123,7 @@ impl Settings {
             python: optional("APPSTORE_LAUNCHER_PYTHON").unwrap_or_else(|| "python3".to_owned()),
             pip_cache: optional("APPSTORE_LAUNCHER_PIP_CACHE").map(PathBuf::from),
             wheelhouse: optional("APPSTORE_LAUNCHER_WHEELHOUSE").map(PathBuf::from),
+            uv: optional("APPSTORE_LAUNCHER_UV").map(PathBuf::from),
             offline,
             base_url,
             web_identity_token_file: optional("AWS_WEB_IDENTITY_TOKEN_FILE").map(PathBuf::from),
@@ -199,7 +203,7 @@ mod tests {
         assert_eq!(s.python, "python3");
         assert_eq!(s.base_url, "/");
         assert!(!s.offline);
-        assert_eq!((s.pip_cache, s.wheelhouse), (None, None));
+        assert_eq!((s.pip_cache, s.wheelhouse, s.uv), (None, None, None));
         assert_eq!(s.web_identity_token_file, None);
     }
 
@@ -210,6 +214,7 @@ mod tests {
             ("APPSTORE_LAUNCHER_PYTHON", "/usr/bin/python3.12"),
             ("APPSTORE_LAUNCHER_PIP_CACHE", "/cache/pip"),
             ("APPSTORE_LAUNCHER_WHEELHOUSE", "/wheels"),
+            ("APPSTORE_LAUNCHER_UV", "/opt/uv"),
             ("APPSTORE_LAUNCHER_OFFLINE", "true"),
             ("H2O_WAVE_BASE_URL", "/apps/x/"),
             ("AWS_WEB_IDENTITY_TOKEN_FILE", "/run/token"),
@@ -218,6 +223,7 @@ mod tests {
         assert_eq!(s.python, "/usr/bin/python3.12");
         assert_eq!(s.pip_cache, Some("/cache/pip".into()));
         assert_eq!(s.wheelhouse, Some("/wheels".into()));
+        assert_eq!(s.uv, Some("/opt/uv".into()));
         assert!(s.offline);
         assert_eq!(s.base_url, "/apps/x/");
         assert_eq!(s.web_identity_token_file, Some("/run/token".into()));

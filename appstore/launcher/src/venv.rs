@@ -26,10 +26,10 @@ const IDENTIFY: &str = "import sys; print(sys.version); print(sys.executable)";
 /// Why the virtualenv could not be had.
 #[derive(Debug, thiserror::Error)]
 pub enum VenvError {
-    /// The interpreter could not be run at all.
-    #[error("cannot run {python}: {source}")]
-    Python {
-        python: String,
+    /// The interpreter (or the installer) could not be run at all.
+    #[error("cannot run {program}: {source}")]
+    Run {
+        program: String,
         #[source]
         source: io::Error,
     },
@@ -39,9 +39,12 @@ pub enum VenvError {
     /// `python -m venv` failed.
     #[error("creating the virtualenv failed ({0})")]
     Create(String),
-    /// pip failed.
-    #[error("pip install failed ({0})")]
-    Pip(String),
+    /// The installer (pip or uv) failed.
+    #[error("{installer} install failed ({status})")]
+    Install {
+        installer: &'static str,
+        status: String,
+    },
     /// Reading the bundle or writing the cache failed.
     #[error("virtualenv cache: {0}")]
     Io(#[from] io::Error),
@@ -67,8 +70,8 @@ impl Inputs {
             .kill_on_drop(true)
             .output()
             .await
-            .map_err(|source| VenvError::Python {
-                python: python.to_owned(),
+            .map_err(|source| VenvError::Run {
+                program: python.to_owned(),
                 source,
             })?;
         if !output.status.success() {
@@ -225,18 +228,31 @@ async fn build(
         say("no packages to install");
         return Ok(());
     }
-    let mut install = Command::new(python);
-    install
-        .current_dir(app_dir)
-        .args(pip_args(settings, app_dir, venv, inputs));
-    let status = run_logged(install, python).await?;
+    let (program, args, installer) = match &settings.uv {
+        Some(uv) => (
+            uv.as_os_str(),
+            uv_args(settings, app_dir, venv, inputs),
+            "uv pip",
+        ),
+        None => (
+            python.as_ref(),
+            pip_args(settings, app_dir, venv, inputs),
+            "pip",
+        ),
+    };
+    let mut install = Command::new(program);
+    install.current_dir(app_dir).args(args);
+    let status = run_logged(install, &program.to_string_lossy()).await?;
     if !status.success() {
-        return Err(VenvError::Pip(exit(status)));
+        return Err(VenvError::Install {
+            installer,
+            status: exit(status),
+        });
     }
     Ok(())
 }
 
-/// The arguments of `python` that install the bundle's packages into `venv`.
+/// The arguments of `python` that install the bundle's packages into `venv` with pip.
 fn pip_args(settings: &Settings, app_dir: &Path, venv: &Path, inputs: &Inputs) -> Vec<OsString> {
     let mut args: Vec<OsString> = ["-m", "pip", "--python"].map(OsString::from).into();
     args.push(venv.join("bin/python").into());
@@ -245,6 +261,33 @@ fn pip_args(settings: &Settings, app_dir: &Path, venv: &Path, inputs: &Inputs) -
     if let Some(cache) = &settings.pip_cache {
         args.extend(["--cache-dir".into(), cache.into()]);
     }
+    args.extend(sources(settings, app_dir, inputs));
+    args
+}
+
+/// The arguments of `uv` that install the bundle's packages into `venv`: no configuration
+/// files (a bundle's `uv.toml` or `pyproject.toml` must not choose the index), bytecode
+/// compiled at install as pip does (so no start compiles it again), uv's cache beside pip's.
+fn uv_args(settings: &Settings, app_dir: &Path, venv: &Path, inputs: &Inputs) -> Vec<OsString> {
+    let fixed = [
+        "pip",
+        "install",
+        "--no-config",
+        "--no-progress",
+        "--compile-bytecode",
+    ];
+    let mut args: Vec<OsString> = fixed.map(OsString::from).into();
+    args.extend(["--python".into(), venv.join("bin/python").into()]);
+    if let Some(cache) = &settings.pip_cache {
+        args.extend(["--cache-dir".into(), cache.join("uv").into()]);
+    }
+    args.extend(sources(settings, app_dir, inputs));
+    args
+}
+
+/// Where packages come from and which to install, in the flags pip and uv share.
+fn sources(settings: &Settings, app_dir: &Path, inputs: &Inputs) -> Vec<OsString> {
+    let mut args: Vec<OsString> = Vec::new();
     if settings.offline {
         args.push("--no-index".into());
     }
@@ -263,16 +306,17 @@ fn pip_args(settings: &Settings, app_dir: &Path, venv: &Path, inputs: &Inputs) -
     args
 }
 
-/// Runs `command` with its output in the log, prefixed `[pip] `; returns how it ended.
-async fn run_logged(mut command: Command, python: &str) -> Result<ExitStatus, VenvError> {
+/// Runs `command` (the program `program`) with its output in the log, prefixed `[pip] `;
+/// returns how it ended.
+async fn run_logged(mut command: Command, program: &str) -> Result<ExitStatus, VenvError> {
     let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|source| VenvError::Python {
-            python: python.to_owned(),
+        .map_err(|source| VenvError::Run {
+            program: program.to_owned(),
             source,
         })?;
     let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
@@ -405,6 +449,36 @@ mod tests {
             "/wheels",
             "--find-links",
             "/app",
+            "-r",
+            "/app/requirements.txt",
+            "/app/extra-1.0-py3-none-any.whl",
+        ];
+        assert_eq!(args, want);
+    }
+
+    #[test]
+    fn uv_arguments() {
+        let settings = crate::settings::example(&[
+            ("APPSTORE_LAUNCHER_PIP_CACHE", "/pip"),
+            ("APPSTORE_LAUNCHER_UV", "/opt/uv"),
+        ]);
+        let args = uv_args(
+            &settings,
+            Path::new("/app"),
+            Path::new("/venvs/k"),
+            &inputs(),
+        );
+        let args: Vec<_> = args.iter().map(|a| a.to_str().unwrap()).collect();
+        let want = [
+            "pip",
+            "install",
+            "--no-config",
+            "--no-progress",
+            "--compile-bytecode",
+            "--python",
+            "/venvs/k/bin/python",
+            "--cache-dir",
+            "/pip/uv",
             "-r",
             "/app/requirements.txt",
             "/app/extra-1.0-py3-none-any.whl",

@@ -50,6 +50,8 @@ pub struct LauncherSettings {
     pub wheelhouse: Option<PathBuf>,
     /// Install only from local wheels.
     pub offline: bool,
+    /// uv, to install packages instead of pip.
+    pub uv: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,6 +122,9 @@ impl LocalRuntime {
         settings.python = real_python(&settings.python);
         if let Some(wheelhouse) = &settings.wheelhouse {
             settings.wheelhouse = Some(std::path::absolute(wheelhouse)?);
+        }
+        if let Some(uv) = settings.uv.as_ref().filter(|p| p.components().count() > 1) {
+            settings.uv = Some(std::path::absolute(uv)?);
         }
         if settings.program.components().count() > 1 {
             settings.program = std::path::absolute(&settings.program)?;
@@ -332,6 +337,9 @@ fn start_launcher(local: &Local, settings: &LauncherSettings) -> std::io::Result
         .process_group(0);
     if let Some(wheelhouse) = &settings.wheelhouse {
         command.env("APPSTORE_LAUNCHER_WHEELHOUSE", wheelhouse);
+    }
+    if let Some(uv) = &settings.uv {
+        command.env("APPSTORE_LAUNCHER_UV", uv);
     }
     let child = command.spawn()?;
     let pid = child.id();
