@@ -1140,3 +1140,54 @@ fn provider(e: azure_core::Error) -> Error {
         s => Error::Backend(format!("the provider answered {s} {code}")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use azure_core::SeekableStream as _;
+    use futures::io::AsyncReadExt as _;
+
+    use super::*;
+
+    fn body(chunks: &[&'static [u8]]) -> BodyStream {
+        let chunks: Vec<std::io::Result<Bytes>> =
+            chunks.iter().map(|c| Ok(Bytes::from_static(c))).collect();
+        Box::pin(futures::stream::iter(chunks))
+    }
+
+    #[tokio::test]
+    async fn a_once_body_is_read_once_through_any_clone() {
+        let mut once = OnceBody::new(body(&[b"abc", b"defg"]), 7);
+        assert_eq!(once.len(), 7);
+        once.reset().await.expect("nothing was read yet");
+        let mut out = Vec::new();
+        once.clone().read_to_end(&mut out).await.expect("read");
+        assert_eq!(out, b"abcdefg");
+        assert!(once.reset().await.is_err(), "a retry cannot send it again");
+    }
+
+    #[tokio::test]
+    async fn a_once_body_of_another_length_than_declared_fails() {
+        for (chunks, declared) in [
+            (&[b"abc".as_slice()][..], 4),
+            (&[b"abcde".as_slice()][..], 4),
+        ] {
+            let mut out = Vec::new();
+            let read = OnceBody::new(body(chunks), declared)
+                .read_to_end(&mut out)
+                .await;
+            assert!(read.is_err(), "{chunks:?} declared {declared}");
+        }
+    }
+
+    #[test]
+    fn a_put_blobs_etag_is_drives_md5_or_else_azures() {
+        // MD5 of the empty body.
+        let azure = azure_storage::ConsistencyMD5::decode("1B2M2Y8AsgTpgAmY7PhCfg==").unwrap();
+        assert_eq!(
+            etag_of(Some(&azure), String::new()).unwrap(),
+            "d41d8cd98f00b204e9800998ecf8427e"
+        );
+        assert_eq!(etag_of(Some(&azure), "drive".into()).unwrap(), "drive");
+        assert!(etag_of(None, String::new()).is_err());
+    }
+}

@@ -33,7 +33,7 @@ async fn readyz_fails_with_the_reason_when_the_store_cannot_take_writes() {
             .status,
         200
     );
-    std::fs::remove_dir_all(drive.data_dir.join("tmp")).unwrap();
+    std::fs::remove_dir_all(drive.data_dir.join("blobs")).unwrap();
     let r = s3_compat_tests::sign::get_url(format!("{}/readyz", drive.endpoint)).await;
     assert_eq!(r.status, 503, "{}", r.text());
     assert!(r.text().contains("not ready"), "{}", r.text());
