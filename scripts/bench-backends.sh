@@ -2,7 +2,8 @@
 # Benchmarks Drive on each cloud backend against the provider's own SDK (the one Drive uses)
 # talking to the same emulator directly, in one sitting: SeaweedFS (S3), Azurite (Azure) and
 # fake-gcs-server (GCS) on loopback, ROUNDS rounds alternating "direct" and "drive", medians
-# and the time Drive adds reported.
+# and the time Drive adds reported, with the CPU time each process (client, Drive, emulator)
+# spent per GiB moved at each point.
 # Usage: scripts/bench-backends.sh [ROUNDS]   (default 3; results in $BENCH_OUT, default
 # ./bench-results/backends; BENCH_BACKENDS="azure" measures a subset of "s3 azure gcs").
 # Needs the tools of s3-compat-tests/clients/setup.sh.
@@ -58,6 +59,7 @@ mkdir -p "$work/seaweedfs"
     -webdav=false -master.telemetry=false -s3.port.iceberg=0 -s3.port.lance=0 \
     -s3.config="$work/identities.json" -s3.port="$s3_port" "${flags[@]}" >"$work/seaweedfs.log" 2>&1 &
 pids+=($!)
+s3_pid=$!
 upstream="http://127.0.0.1:$s3_port"
 wait_http "$upstream/"
 for _ in $(seq 1 300); do
@@ -67,13 +69,14 @@ for _ in $(seq 1 300); do
     sleep 0.2
 done
 
-start_drive() { # backend flags...; sets $endpoint (no subshell, so cleanup sees the PID)
+start_drive() { # backend flags...; sets $endpoint and $drive_pid (no subshell, so cleanup sees the PID)
     local port
     port="$(free_port)"
     DRIVE_ROOT_ACCESS_KEY=$key DRIVE_ROOT_SECRET_KEY=$secret DRIVE_LOG=warn \
         "$CARGO_TARGET_DIR/release/drive" serve --listen "127.0.0.1:$port" --data-dir "$work/drive-$port" "$@" \
         >"$work/drive-$port.log" 2>&1 &
     pids+=($!)
+    drive_pid=$!
     wait_http "http://127.0.0.1:$port/healthz"
     endpoint="http://127.0.0.1:$port"
 }
@@ -85,6 +88,7 @@ az_key='Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOt
 "$tools/azurite/node_modules/.bin/azurite-blob" --blobHost 127.0.0.1 --blobPort "$az_port" --loose \
     --skipApiVersionCheck --silent --inMemoryPersistence >"$work/azurite.log" 2>&1 &
 pids+=($!)
+az_pid=$!
 az_endpoint="http://127.0.0.1:$az_port/$az_account"
 wait_http "http://127.0.0.1:$az_port/"
 
@@ -94,6 +98,7 @@ gcs_bin="$(ls "$tools"/venv/lib/python3*/site-packages/fake_gcs_server_python_wr
 "$gcs_bin" -scheme http -host 127.0.0.1 -port "$gcs_port" -backend memory \
     -external-url "http://127.0.0.1:$gcs_port" -log-level error >"$work/gcs.log" 2>&1 &
 pids+=($!)
+gcs_pid=$!
 gcs_endpoint="http://127.0.0.1:$gcs_port"
 wait_http "$gcs_endpoint/storage/v1/b"
 curl -s -o /dev/null -X POST -H 'content-type: application/json' \
@@ -102,29 +107,38 @@ curl -s -o /dev/null -X POST -H 'content-type: application/json' \
 DRIVE_S3_SECRET_KEY=$up_secret start_drive --backend s3 --s3-endpoint "$upstream" \
     --s3-bucket drive-data --s3-access-key "$up_key"
 drive_s3="$endpoint"
+drive_s3_pid=$drive_pid
 # Azurite starts empty: the container is created with the Azure SDK.
 "$cloudbench" azure-create "$az_endpoint" "$az_account" "$az_key" drive-data
 DRIVE_AZURE_ACCESS_KEY=$az_key start_drive --backend azure --azure-endpoint "$az_endpoint" \
     --azure-account "$az_account" --azure-container drive-data
 drive_az="$endpoint"
+drive_az_pid=$drive_pid
 start_drive --backend gcs --gcs-endpoint "$gcs_endpoint" --gcs-bucket drive-data
 drive_gcs="$endpoint"
+drive_gcs_pid=$drive_pid
 
 for round in $(seq 1 "$rounds"); do
     for backend in $BENCH_BACKENDS; do
         echo "round $round: $backend"
         case "$backend" in
         s3)
-            "$bench" "$upstream" "$up_key" "$up_secret" 1m 64m | tee "$out/s3-direct-$round.txt"
-            "$bench" "$drive_s3" "$key" "$secret" 1m 64m | tee "$out/s3-drive-$round.txt"
+            BENCH_WATCH="emulator=$s3_pid" \
+                "$bench" "$upstream" "$up_key" "$up_secret" 1m 64m | tee "$out/s3-direct-$round.txt"
+            BENCH_WATCH="drive=$drive_s3_pid,emulator=$s3_pid" \
+                "$bench" "$drive_s3" "$key" "$secret" 1m 64m | tee "$out/s3-drive-$round.txt"
             ;;
         azure)
-            "$cloudbench" azure "$az_endpoint" "$az_account" "$az_key" drive-data | tee "$out/azure-direct-$round.txt"
-            "$bench" "$drive_az" "$key" "$secret" 1m 64m | tee "$out/azure-drive-$round.txt"
+            BENCH_WATCH="emulator=$az_pid" \
+                "$cloudbench" azure "$az_endpoint" "$az_account" "$az_key" drive-data | tee "$out/azure-direct-$round.txt"
+            BENCH_WATCH="drive=$drive_az_pid,emulator=$az_pid" \
+                "$bench" "$drive_az" "$key" "$secret" 1m 64m | tee "$out/azure-drive-$round.txt"
             ;;
         gcs)
-            "$cloudbench" gcs "$gcs_endpoint" drive-data | tee "$out/gcs-direct-$round.txt"
-            "$bench" "$drive_gcs" "$key" "$secret" 1m 64m | tee "$out/gcs-drive-$round.txt"
+            BENCH_WATCH="emulator=$gcs_pid" \
+                "$cloudbench" gcs "$gcs_endpoint" drive-data | tee "$out/gcs-direct-$round.txt"
+            BENCH_WATCH="drive=$drive_gcs_pid,emulator=$gcs_pid" \
+                "$bench" "$drive_gcs" "$key" "$secret" 1m 64m | tee "$out/gcs-drive-$round.txt"
             ;;
         *) echo "unknown backend $backend" >&2; exit 2 ;;
         esac
@@ -147,4 +161,15 @@ for backend in os.environ["BENCH_BACKENDS"].split():
         d = statistics.median(res[m][f"{backend}-direct"])
         v = statistics.median(res[m][f"{backend}-drive"])
         print(f"| {backend} | {m} | {d:.1f} | {v:.1f} | {100 * (d / v - 1):+.0f}% |")
+def cpu(metric, who):
+    v = res.get(f"cpu_{metric}", {}).get(who)
+    return statistics.median(v) if v else 0.0
+print("\nCPU seconds per GiB moved, by process (medians):\n")
+print("| backend | metric | direct: client | direct: emulator | via Drive: client | via Drive: Drive | via Drive: emulator | total direct → via Drive |")
+print("|---|---|---|---|---|---|---|---|")
+for backend in os.environ["BENCH_BACKENDS"].split():
+    for m in ["put_1m_c8", "get_1m_c8", "put_64m", "get_64m"]:
+        dc, de = cpu(f"{m}_client", f"{backend}-direct"), cpu(f"{m}_emulator", f"{backend}-direct")
+        vc, vd, ve = (cpu(f"{m}_{p}", f"{backend}-drive") for p in ["client", "drive", "emulator"])
+        print(f"| {backend} | {m} | {dc:.2f} | {de:.2f} | {vc:.2f} | {vd:.2f} | {ve:.2f} | {dc + de:.2f} → {vc + vd + ve:.2f} |")
 PY

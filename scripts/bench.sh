@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks Drive side by side with s3s-fs (the same protocol library over the same disk)
 # and the raw disk (dd with fdatasync), in one sitting: ROUNDS rounds, medians reported.
+# With eatmydata installed (Debian: apt-get install eatmydata) it also runs Drive with fsync
+# made a no-op: not a way to run Drive, but the like-for-like with s3s-fs, which never fsyncs.
 # Usage: scripts/bench.sh [ROUNDS]   (default 3; results in $BENCH_OUT, default ./bench-results)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,6 +51,10 @@ run_server() { # name, then the command (with PORT and DATA placeholders substit
 for round in $(seq 1 "$rounds"); do
     DRIVE_ROOT_ACCESS_KEY=$key DRIVE_ROOT_SECRET_KEY=$secret DRIVE_LOG=warn \
         run_server drive "$round" "$CARGO_TARGET_DIR/release/drive" serve --listen 127.0.0.1:@PORT@ --data-dir "$work/drive-$round"
+    if command -v eatmydata >/dev/null; then
+        DRIVE_ROOT_ACCESS_KEY=$key DRIVE_ROOT_SECRET_KEY=$secret DRIVE_LOG=warn \
+            run_server drive-nosync "$round" eatmydata "$CARGO_TARGET_DIR/release/drive" serve --listen 127.0.0.1:@PORT@ --data-dir "$work/drive-nosync-$round"
+    fi
     run_server s3s-fs "$round" "$tools/bin/s3s-fs" --host 127.0.0.1 --port @PORT@ --access-key $key --secret-key $secret "$work/s3s-fs-$round"
     echo "round $round: raw disk"
     head -c $((256 * 1024 * 1024)) /dev/urandom >"$work/src"
@@ -80,11 +86,13 @@ for path in glob.glob(os.path.join(out, "*.txt")):
         units[metric] = unit
 order = ["put_4k_c1", "get_4k_c1", "get_4k_c1_p50", "put_4k_c32", "get_4k_c32", "put_1m_c8", "get_1m_c8",
          "put_256m", "get_256m", "multipart_1g_c4", "list_10k"]
-print("\n| metric | unit | Drive | s3s-fs 0.14.1 | raw disk (dd) |")
-print("|---|---|---|---|---|")
+who_all = [w for w in ["drive", "drive-nosync", "s3s-fs", "disk"] if any(w in r for r in res.values())]
+names = {"drive": "Drive", "drive-nosync": "Drive, fsync a no-op", "s3s-fs": "s3s-fs 0.14.1", "disk": "raw disk (dd)"}
+print("\n| metric | unit | " + " | ".join(names[w] for w in who_all) + " |")
+print("|---|---|" + "---|" * len(who_all))
 for m in order:
     cells = []
-    for who in ["drive", "s3s-fs", "disk"]:
+    for who in who_all:
         v = res.get(m, {}).get(who)
         cells.append(f"{statistics.median(v):.2f}" if v else "—")
     print(f"| {m} | {units.get(m, '')} | " + " | ".join(cells) + " |")

@@ -5,6 +5,7 @@
 
 pub mod browser;
 pub mod cases;
+pub mod cpu;
 pub mod database;
 pub mod emulator;
 pub mod faults;

@@ -5,11 +5,13 @@
 //! Usage: `cloudbench azure ENDPOINT ACCOUNT KEY CONTAINER`
 //!        `cloudbench azure-create ENDPOINT ACCOUNT KEY CONTAINER` (creates the container)
 //!        `cloudbench gcs ENDPOINT BUCKET`
+//! With `BENCH_WATCH` set, each point also prints CPU seconds per GiB by process ([`CpuWatch`]).
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
+use s3_compat_tests::cpu::CpuWatch;
 use s3_compat_tests::pattern;
 
 const MIB: usize = 1024 * 1024;
@@ -146,7 +148,9 @@ async fn main() {
     };
     let p = &provider;
     let run = format!("cloudbench-{}", std::process::id());
+    let cpu = CpuWatch::from_env();
 
+    let before = cpu.sample();
     let start = Instant::now();
     let written: Vec<usize> = futures::stream::iter(0..8)
         .map(|w| {
@@ -167,12 +171,12 @@ async fn main() {
         .collect()
         .await;
     let total: usize = written.iter().sum();
-    println!(
-        "put_1m_c8 {:.3} MiB/s",
-        total as f64 / start.elapsed().as_secs_f64()
-    );
+    let rate = total as f64 / start.elapsed().as_secs_f64();
+    println!("put_1m_c8 {rate:.3} MiB/s");
+    cpu.report("put_1m_c8", &before, rate);
     // Every index below this was written (each worker wrote at least this many / 8).
     let complete = 8 * written.iter().copied().min().unwrap_or(0);
+    let before = cpu.sample();
     let start = Instant::now();
     let read: Vec<usize> = futures::stream::iter(0..8)
         .map(|w| {
@@ -192,19 +196,24 @@ async fn main() {
         .collect()
         .await;
     let bytes: usize = read.iter().sum();
-    println!(
-        "get_1m_c8 {:.3} MiB/s",
-        bytes as f64 / MIB as f64 / start.elapsed().as_secs_f64()
-    );
+    let rate = bytes as f64 / MIB as f64 / start.elapsed().as_secs_f64();
+    println!("get_1m_c8 {rate:.3} MiB/s");
+    cpu.report("get_1m_c8", &before, rate);
 
+    let before = cpu.sample();
     let start = Instant::now();
     for i in 0..4 {
         p.put(&format!("{run}/64m/{i}"), slice(i, 64 * MIB)).await;
     }
-    println!("put_64m {:.3} MiB/s", 256.0 / start.elapsed().as_secs_f64());
+    let rate = 256.0 / start.elapsed().as_secs_f64();
+    println!("put_64m {rate:.3} MiB/s");
+    cpu.report("put_64m", &before, rate);
+    let before = cpu.sample();
     let start = Instant::now();
     for i in 0..4 {
         assert_eq!(p.get(&format!("{run}/64m/{i}")).await, 64 * MIB);
     }
-    println!("get_64m {:.3} MiB/s", 256.0 / start.elapsed().as_secs_f64());
+    let rate = 256.0 / start.elapsed().as_secs_f64();
+    println!("get_64m {rate:.3} MiB/s");
+    cpu.report("get_64m", &before, rate);
 }

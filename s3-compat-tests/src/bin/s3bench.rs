@@ -2,7 +2,8 @@
 //! and 256 MiB throughput, a 1 GiB multipart upload and a 10 000-key listing. Prints one
 //! `name value unit` line per figure. Every object has unique content.
 //!
-//! Usage: `s3bench ENDPOINT ACCESS_KEY SECRET_KEY [SCENARIO...]`
+//! Usage: `s3bench ENDPOINT ACCESS_KEY SECRET_KEY [SCENARIO...]`; with `BENCH_WATCH` set, the
+//! 1 MiB and 64 MiB points also print CPU seconds per GiB by process (see [`CpuWatch`]).
 
 use std::time::{Duration, Instant};
 
@@ -10,6 +11,7 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 use futures::StreamExt;
+use s3_compat_tests::cpu::CpuWatch;
 use s3_compat_tests::{client, multipart_put, pattern, unique};
 
 const KIB: usize = 1024;
@@ -141,31 +143,42 @@ async fn main() {
             );
         }
     }
+    let cpu = CpuWatch::from_env();
     if wanted("1m") {
+        let before = cpu.sample();
         let (ops, _, written) = b
             .ops(8, |i| async move {
                 b.put(&format!("1m/{i}"), b.slice(i, MIB)).await
             })
             .await;
         report("put_1m_c8", ops, "MiB/s");
+        cpu.report("put_1m_c8", &before, ops);
+        let before = cpu.sample();
         let (ops, _, _) = b
             .ops(8, |i| async move {
                 b.get(&format!("1m/{}", i % written)).await;
             })
             .await;
         report("get_1m_c8", ops, "MiB/s");
+        cpu.report("get_1m_c8", &before, ops);
     }
     if wanted("64m") {
+        let before = cpu.sample();
         let t = Instant::now();
         for i in 0..4 {
             b.put(&format!("64m/{i}"), b.slice(i, 64 * MIB)).await;
         }
-        report("put_64m", 256.0 / t.elapsed().as_secs_f64(), "MiB/s");
+        let rate = 256.0 / t.elapsed().as_secs_f64();
+        report("put_64m", rate, "MiB/s");
+        cpu.report("put_64m", &before, rate);
+        let before = cpu.sample();
         let t = Instant::now();
         for i in 0..4 {
             assert_eq!(b.get(&format!("64m/{i}")).await, 64 * MIB);
         }
-        report("get_64m", 256.0 / t.elapsed().as_secs_f64(), "MiB/s");
+        let rate = 256.0 / t.elapsed().as_secs_f64();
+        report("get_64m", rate, "MiB/s");
+        cpu.report("get_64m", &before, rate);
     }
     if wanted("256m") {
         let body = b.slice(3, 256 * MIB);
