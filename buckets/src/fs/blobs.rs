@@ -1,7 +1,7 @@
 //! Object data on disk: immutable files named by random ids.
 
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use bytes::{Bytes, BytesMut};
@@ -21,6 +21,9 @@ const SMALL_READ: u64 = 256 * 1024;
 const READ_CHUNK: usize = 1024 * 1024;
 /// Chunks buffered between the network and the disk writer.
 const WRITE_QUEUE: usize = 8;
+/// Network reads smaller than this are gathered before they go to the disk writer, which
+/// then wakes and writes once per this many bytes instead of once per read.
+const WRITE_CHUNK: usize = 256 * 1024;
 
 /// A piece of an object's data: one blob file, read whole.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -193,13 +196,29 @@ enum Feed {
     End,
 }
 
+/// Hands the body to the disk writer in chunks of at least [`WRITE_CHUNK`] bytes (the last
+/// may be shorter); a body error is returned before anything still gathered is handed on.
 async fn feed(mut body: BodyStream, tx: &mpsc::Sender<Feed>) -> Result<()> {
+    let mut gathered = BytesMut::new();
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(body_error)?;
-        if tx.send(Feed::Chunk(chunk)).await.is_err() {
+        let ready = if gathered.is_empty() && chunk.len() >= WRITE_CHUNK {
+            chunk
+        } else {
+            gathered.extend_from_slice(&chunk);
+            if gathered.len() < WRITE_CHUNK {
+                continue;
+            }
+            gathered.split().freeze()
+        };
+        if tx.send(Feed::Chunk(ready)).await.is_err() {
             // The writer stopped early; its own error explains why.
-            break;
+            return Ok(());
         }
+    }
+    if !gathered.is_empty() {
+        // An error here means the writer stopped early; its own error explains why.
+        let _ = tx.send(Feed::Chunk(gathered.freeze())).await;
     }
     Ok(())
 }
@@ -217,14 +236,13 @@ fn body_error(e: io::Error) -> Error {
 fn write_blocking(dest: &Path, mut rx: mpsc::Receiver<Feed>) -> io::Result<(u64, String)> {
     let file = File::create_new(dest)?;
     let mut flusher = Flusher::new(&file)?;
-    let mut out = BufWriter::with_capacity(READ_CHUNK, file);
     let mut md5 = Md5::new();
     let mut len = 0u64;
     loop {
         match rx.blocking_recv() {
             Some(Feed::Chunk(chunk)) => {
                 md5.update(&chunk);
-                out.write_all(&chunk)?;
+                (&file).write_all(&chunk)?;
                 len += chunk.len() as u64;
                 flusher.written(len);
             }
@@ -237,7 +255,6 @@ fn write_blocking(dest: &Path, mut rx: mpsc::Receiver<Feed>) -> io::Result<(u64,
             }
         }
     }
-    let file = out.into_inner().map_err(io::IntoInnerError::into_error)?;
     flusher.finish();
     // fdatasync: the data and the size needed to read it back, not the timestamps.
     file.sync_data()?;
@@ -351,4 +368,64 @@ pub fn read_range(files: Vec<(File, u64)>, mut offset: u64, len: u64) -> io::Res
         })
         .try_flatten();
     Ok(Box::pin(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn fed(chunks: Vec<io::Result<Bytes>>) -> (Result<()>, Vec<Bytes>) {
+        let (tx, mut rx) = mpsc::channel(1024);
+        let out = feed(Box::pin(stream::iter(chunks)), &tx).await;
+        drop(tx);
+        let mut sent = Vec::new();
+        while let Some(Feed::Chunk(c)) = rx.recv().await {
+            sent.push(c);
+        }
+        (out, sent)
+    }
+
+    #[tokio::test]
+    async fn small_reads_reach_the_writer_gathered_and_in_order() {
+        let data: Vec<u8> = (0..3 * WRITE_CHUNK + 123)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let mut chunks: Vec<io::Result<Bytes>> = data[..WRITE_CHUNK + 5000]
+            .chunks(7000)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        // A read as large as a gathered chunk, arriving while nothing is gathered.
+        let big_at = WRITE_CHUNK + 5000;
+        chunks.extend(
+            data[big_at..]
+                .chunks(WRITE_CHUNK + 1)
+                .map(|c| Ok(Bytes::copy_from_slice(c))),
+        );
+        let reads = chunks.len();
+        let (out, sent) = fed(chunks).await;
+        assert!(out.is_ok());
+        assert_eq!(sent.concat(), data, "every byte arrives once, in order");
+        assert!(
+            sent.len() < reads / 10,
+            "{} writes for {reads} reads",
+            sent.len()
+        );
+        let (last, whole) = sent.split_last().unwrap();
+        assert!(whole.iter().all(|c| c.len() >= WRITE_CHUNK));
+        assert!(!last.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_broken_body_is_an_error() {
+        let chunks = vec![
+            Ok(Bytes::from_static(b"abc")),
+            Err(io::Error::new(io::ErrorKind::ConnectionReset, "gone")),
+        ];
+        let (out, sent) = fed(chunks).await;
+        assert!(matches!(out, Err(Error::Body(_))), "{out:?}");
+        assert!(
+            sent.is_empty(),
+            "nothing gathered is handed on after the error"
+        );
+    }
 }
