@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Benchmarks Drive side by side with s3s-fs (the same protocol library over the same disk)
-# and the raw disk (dd with fdatasync), in one sitting: ROUNDS rounds, medians reported.
+# and the raw disk (dd with fdatasync), in one sitting: ROUNDS rounds, medians [min–max] reported.
 # With eatmydata installed (Debian: apt-get install eatmydata) it also runs Drive with fsync
 # made a no-op: not a way to run Drive, but the like-for-like with s3s-fs, which never fsyncs.
-# Usage: scripts/bench.sh [ROUNDS]   (default 3; results in $BENCH_OUT, default ./bench-results)
+# Usage: scripts/bench.sh [ROUNDS]   (default 3; results in $BENCH_OUT, default ./bench-results;
+# BENCH_SCENARIOS="1m" measures a subset of s3bench's scenarios: small 1m 64m 256m multipart list)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds="${1:-3}"
@@ -42,7 +43,8 @@ run_server() { # name, then the command (with PORT and DATA placeholders substit
     pid=$!
     wait_port "$port"
     echo "round $round: $name"
-    "$bench" "http://127.0.0.1:$port" "$key" "$secret" | tee "$out/$name-$round.txt"
+    # shellcheck disable=SC2086 # the scenario names are separate words
+    "$bench" "http://127.0.0.1:$port" "$key" "$secret" ${BENCH_SCENARIOS:-} | tee "$out/$name-$round.txt"
     kill -TERM "$pid"
     wait "$pid" || true
     rm -rf "$data"
@@ -56,6 +58,7 @@ for round in $(seq 1 "$rounds"); do
             run_server drive-nosync "$round" eatmydata "$CARGO_TARGET_DIR/release/drive" serve --listen 127.0.0.1:@PORT@ --data-dir "$work/drive-nosync-$round"
     fi
     run_server s3s-fs "$round" "$tools/bin/s3s-fs" --host 127.0.0.1 --port @PORT@ --access-key $key --secret-key $secret "$work/s3s-fs-$round"
+    case " ${BENCH_SCENARIOS:-256m} " in *" 256m "*) ;; *) continue ;; esac
     echo "round $round: raw disk"
     head -c $((256 * 1024 * 1024)) /dev/urandom >"$work/src"
     w=$(dd if="$work/src" of="$work/dd" bs=1M conv=fdatasync 2>&1 | awk '/copied/ {print $(NF-1), $NF}')
@@ -91,9 +94,11 @@ names = {"drive": "Drive", "drive-nosync": "Drive, fsync a no-op", "s3s-fs": "s3
 print("\n| metric | unit | " + " | ".join(names[w] for w in who_all) + " |")
 print("|---|---|" + "---|" * len(who_all))
 for m in order:
+    if m not in res:
+        continue
     cells = []
     for who in who_all:
-        v = res.get(m, {}).get(who)
-        cells.append(f"{statistics.median(v):.2f}" if v else "—")
+        v = res[m].get(who)
+        cells.append(f"{statistics.median(v):.2f} [{min(v):.2f}–{max(v):.2f}]" if v else "—")
     print(f"| {m} | {units.get(m, '')} | " + " | ".join(cells) + " |")
 PY
