@@ -199,7 +199,7 @@ enum Feed {
 /// Hands the body to the disk writer in chunks of at least [`WRITE_CHUNK`] bytes (the last
 /// may be shorter); a body error is returned before anything still gathered is handed on.
 async fn feed(mut body: BodyStream, tx: &mpsc::Sender<Feed>) -> Result<()> {
-    let mut gathered = BytesMut::new();
+    let mut gathered = BytesMut::with_capacity(WRITE_CHUNK);
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(body_error)?;
         let ready = if gathered.is_empty() && chunk.len() >= WRITE_CHUNK {
@@ -209,7 +209,9 @@ async fn feed(mut body: BodyStream, tx: &mpsc::Sender<Feed>) -> Result<()> {
             if gathered.len() < WRITE_CHUNK {
                 continue;
             }
-            gathered.split().freeze()
+            let full = gathered.split().freeze();
+            gathered.reserve(WRITE_CHUNK);
+            full
         };
         if tx.send(Feed::Chunk(ready)).await.is_err() {
             // The writer stopped early; its own error explains why.
